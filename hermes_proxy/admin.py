@@ -24,7 +24,7 @@ from hermes_proxy.config import Config
 from hermes_proxy.errors import InvalidRequest, NotFound, PermissionDenied
 from hermes_proxy.ledger.base import SPEND_GROUPS, KeyRecord, budget_json, spend_row_json, spend_total
 from hermes_proxy.routes import read_json
-from policies.windows import parse_when
+from policies.windows import parse_when, zone
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -88,6 +88,11 @@ def spend_query(config: Config, team: str | None, params: dict[str, str], now: d
     """Read ``by``, ``since``, ``until``; times are read in the team's time zone (UTC for all teams)."""
     policy = config.team(team) if team is not None else None
     tz = params.get("timezone") or (policy.timezone if policy is not None else "UTC")
+    try:
+        zone(tz)
+    except (ValueError, KeyError):
+        raise InvalidRequest(f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)",
+                             param="timezone") from None
     by = params.get("by") or None
     if by is not None and by not in SPEND_GROUPS:
         raise InvalidRequest(f"by must be one of {', '.join(SPEND_GROUPS)}; got {by!r}", param="by")

@@ -6,6 +6,7 @@ import hmac
 
 from aiohttp import web
 
+from hermes_proxy import keys as keyutil
 from hermes_proxy.appkeys import CONFIG, LEDGER, current_config
 from hermes_proxy.config import Config
 from hermes_proxy.errors import AuthenticationError, NotFound
@@ -27,7 +28,7 @@ def is_admin_token(config: Config, token: str | None) -> bool:
     admin = config.server.admin_key
     if admin is None or not token:
         return False
-    return hmac.compare_digest(token.encode(), admin.reveal().encode())
+    return hmac.compare_digest(keyutil.token_bytes(token), keyutil.token_bytes(admin.reveal()))
 
 
 async def authenticate(request: web.Request) -> Principal:

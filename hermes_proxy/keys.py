@@ -19,8 +19,11 @@ from hermes_proxy.errors import InvalidRequest
 KEY_PREFIX = "hp-"
 DISPLAY_CHARS = 10  # "hp-" and 7 characters: enough to tell keys apart, far too few to guess one
 KEY_ID_PREFIX = "key_"
-MAX_USD = Decimal("1e12")
+#: SQLite keeps money as signed 64-bit nano-dollars (at most ~9.2e9 USD); PostgreSQL's NUMERIC(24, 9) holds < 1e15
+MAX_USD = Decimal("1e9")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+#: what a key can look like: the prefix and url-safe base64 (header bytes that are not UTF-8 never match)
+_KEY = re.compile(r"hp-[A-Za-z0-9_-]{17,197}")
 
 
 def generate_key() -> str:
@@ -44,7 +47,13 @@ def hashes_match(stored: str, candidate: str) -> bool:
 
 
 def looks_like_key(plaintext: str) -> bool:
-    return plaintext.startswith(KEY_PREFIX) and 20 <= len(plaintext) <= 200
+    return _KEY.fullmatch(plaintext) is not None
+
+
+def token_bytes(token: str) -> bytes:
+    """A token from a header (or the environment) as bytes to compare: never raises, even for undecodable bytes that
+    Python carries as lone surrogates."""
+    return token.encode("utf-8", "surrogatepass")
 
 
 def parse_usd(value: Any, what: str = "limit_usd") -> Decimal | None:
@@ -62,7 +71,7 @@ def parse_usd(value: Any, what: str = "limit_usd") -> Decimal | None:
     if amount < 0:
         raise InvalidRequest(f"{what} must not be negative, got {value!r}", param=what)
     if amount >= MAX_USD:
-        raise InvalidRequest(f"{what} is implausibly large: {value!r}", param=what)
+        raise InvalidRequest(f"{what} must be below {MAX_USD:f} USD, got {value!r}", param=what)
     if amount != amount.quantize(Decimal("1e-9")):
         raise InvalidRequest(f"{what} has more than 9 decimal places: {value!r}", param=what)
     return amount

@@ -23,6 +23,7 @@ from hermes_proxy.errors import (
     to_openai_error,
 )
 from hermes_proxy.gateway import Piece
+from hermes_proxy.json_body import parse_json_body
 from hermes_proxy.ledger.base import usd_text
 from hermes_proxy.sse import DONE, encode_event
 
@@ -34,19 +35,24 @@ READY_PROBES: web.AppKey[dict[str, Any]] = web.AppKey("ready_probes", dict)
 
 
 async def read_json(request: web.Request) -> Any:
+    """The request's JSON body; every endpoint reads its body here (checks in :mod:`hermes_proxy.json_body`)."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].server.max_request_bytes
         raise RequestTooLarge(f"request body too large (limit {limit} bytes; see server.max_request_bytes)") from None
+    except web.RequestPayloadError as exc:
+        # a body that does not match its Content-Encoding (or a broken chunked body): aiohttp fails while reading
+        # aiohttp drops the connection after such a body, so the answer says so (a client must not reuse it)
+        encoding = request.headers.get("Content-Encoding")
+        cause = exc.__cause__ or exc
+        reason = getattr(cause, "message", None) or str(cause)
+        how = f"Content-Encoding: {encoding}" if encoding else "Transfer-Encoding"
+        raise InvalidRequest(f"could not read the request body as sent ({how}): {reason}", param=how.split(":")[0],
+                             headers={"Connection": "close"}) from None
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not UTF-8") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"could not parse the JSON body of your request: {exc}") from None
+    return parse_json_body(raw)
 
 
 def _usd(value: Decimal | None) -> str:

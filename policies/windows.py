@@ -84,8 +84,14 @@ def parse_when(text: str, *, now: datetime, tz: str | tzinfo = "UTC") -> datetim
     ``today``, or a span back from ``now``: ``30m``, ``12h``, ``7d``, ``2w``. Raises ``ValueError`` with the accepted forms.
     """
     require_aware(now, "now")
+    try:
+        return _parse_when(text, now, zone(tz))
+    except OverflowError:
+        raise ValueError(f"time {text!r} is out of range (years 1-9999)") from None
+
+
+def _parse_when(text: str, now: datetime, zone_: tzinfo) -> datetime:
     value = text.strip()
-    zone_ = zone(tz)
     if value.lower() == "today":
         return local_midnight(now.astimezone(zone_).date(), zone_)
     match = _RELATIVE.match(value)
