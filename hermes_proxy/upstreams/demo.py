@@ -3,26 +3,38 @@
 It answers in plausible markdown, thinks in a ``<think>`` block when the request's ``reasoning`` field is true, paces
 its tokens like the real service (0.77 s to first token and 37 tokens/s by default; 0 for no delay), honours
 ``max_tokens`` with ``finish_reason: "length"`` and reports usage counted with the proxy's tokenizer.
+
+It is honest about tokens: the answer is encoded once and streamed one token at a time (a token that ends inside a
+UTF-8 character is sent with the next one), so the usage it reports is the tokenizer's count of exactly what it sent,
+written the way the proxy counts a completion (``<think>\n…\n</think>\n`` + answer, plus ``<|eot_id|>`` when it
+stops), and never more than ``max_tokens``. A non-streaming answer takes as long as the stream of the same answer
+would: first-token delay + tokens / tokens_per_s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
+import tiktoken
+
 from hermes_proxy.config import UpstreamConfig
 from hermes_proxy.reasoning import DEEP_THINKING_PROMPT
 from hermes_proxy.upstreams.base import Chunk
 
 SIMULATED_SUFFIX = " (simulated)"
-_PIECE = re.compile(r"\s*\S+|\s+")
+END_OF_TURN_TOKENS = 1  # <|eot_id|>: generated (and counted) when the model stops by itself, not when it is cut
 
 
 class _Counter(Protocol):
+    @property
+    def encoding(self) -> tiktoken.Encoding: ...
+
     def count_text(self, text: str) -> int: ...
 
     def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *,
@@ -91,6 +103,53 @@ def compose_reasoning(question: str) -> str:
     )
 
 
+def compose_completion(question: str, *, thinking: bool) -> str:
+    """Everything the simulated model writes for ``question``, as the proxy's usage counts a completion."""
+    answer = compose_answer(question)
+    return f"<think>\n{compose_reasoning(question)}\n</think>\n{answer}" if thinking else answer
+
+
+def _limit(payload: dict[str, Any]) -> int | None:
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = payload.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return max(value, 0)
+    return None
+
+
+def plan_completion(text: str, limit: int | None, counter: _Counter) -> tuple[list[tuple[str, int]], str, int]:
+    """(pieces as (text, tokens), finish_reason, completion_tokens) for writing ``text`` under ``limit`` tokens.
+
+    ``text`` is encoded once; each piece is one token's text (a token ending inside a UTF-8 character goes out with
+    the next). ``completion_tokens`` is the tokenizer's count of the pieces joined, plus ``<|eot_id|>`` when the
+    model stops, and never exceeds ``limit``. Only a cut answer is counted more than once (a prefix re-encodes to
+    the tokens it was cut from, or rarely fewer or more: then one token less is tried until the count fits).
+    """
+    encoding = counter.encoding
+    ids = encoding.encode_ordinary(text)
+    total = counter.count_text(text)
+    if limit is None or total + END_OF_TURN_TOKENS <= limit:
+        cut, finish_reason, completion = len(ids), "stop", total + END_OF_TURN_TOKENS
+    else:
+        cut = min(len(ids), limit)
+        while True:
+            completion = counter.count_text(encoding.decode_bytes(ids[:cut]).decode("utf-8", "ignore"))
+            if completion <= limit or cut == 0:
+                break
+            cut -= 1
+        finish_reason = "length"
+    pieces: list[tuple[str, int]] = []
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    waiting = 0
+    for token in ids[:cut]:
+        waiting += 1
+        piece = decoder.decode(encoding.decode_single_token_bytes(token))
+        if piece:
+            pieces.append((piece, waiting))
+            waiting = 0
+    return pieces, finish_reason, completion
+
+
 class DemoUpstream:
     supports_continuation = False
     simulated = True
@@ -109,37 +168,34 @@ class DemoUpstream:
         messages = payload.get("messages") or []
         question = _last_user_text(messages)
         thinking = bool(payload.get("reasoning"))
-        text = compose_answer(question)
-        if thinking:
-            text = f"<think>\n{compose_reasoning(question)}\n</think>\n\n{text}"
-        pieces = _PIECE.findall(text)
-        limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
-        finish_reason = "stop"
-        if isinstance(limit, int) and limit < len(pieces):
-            pieces, finish_reason = pieces[:limit], "length"
+        pieces, finish_reason, completion_tokens = plan_completion(
+            compose_completion(question, thinking=thinking), _limit(payload), self._counter)
         model = f"{payload.get('model', 'Hermes-4')}{SIMULATED_SUFFIX}"
         created = int(time.time())
         chunk_id = "chatcmpl-demo-" + hashlib.sha256(f"{question}{created}".encode()).hexdigest()[:16]
         # as a real Hermes would see it: with thinking on, the deep-thinking system prompt is part of the prompt
         prompt_tokens = self._counter.count_prompt(messages, payload.get("tools"),
                                                    system_prompt=DEEP_THINKING_PROMPT if thinking else None)
-        generated = "".join(pieces)
-        completion_tokens = self._counter.count_text(generated) + (1 if finish_reason == "stop" else 0)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
 
-        if self.config.first_token_s:
-            await self._sleep(self.config.first_token_s)
+        delay = 1.0 / self.config.tokens_per_s if self.config.tokens_per_s else 0.0
         base = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model}
         if not stream:
+            # as long as the stream of the same answer: first token, then every token at tokens_per_s
+            wait = self.config.first_token_s + delay * sum(tokens for _, tokens in pieces)
+            if wait:
+                await self._sleep(wait)
+            generated = "".join(text for text, _ in pieces)
             yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": generated},
                                         "finish_reason": finish_reason}], "usage": usage}
             return
-        delay = 1.0 / self.config.tokens_per_s if self.config.tokens_per_s else 0.0
+        if self.config.first_token_s:
+            await self._sleep(self.config.first_token_s)
         yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-        for piece in pieces:
+        for piece, tokens in pieces:
             if delay:
-                await self._sleep(delay)
+                await self._sleep(delay * tokens)
             yield {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
         yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
         yield {**base, "choices": [], "usage": usage}
