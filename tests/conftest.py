@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from hermes_proxy.config import Config, TokensConfig, parse_config
 from hermes_proxy.tokens import TokenCounter, load_token_counter
+
+# Property tests: a quick run on a developer's machine, a thorough one in CI (which sets CI=true). Tests leave
+# max_examples to the profile; HYPOTHESIS_PROFILE picks one by hand.
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile("ci", max_examples=400, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 _SECRET_ENVS = ("OPENROUTER_API_KEY", "NOUS_API_KEY", "HERMES_PROXY_CONFIG", "HERMES_ADMIN_KEY",
                 "HERMES_PROXY_LEDGER_URL", "HERMES_PROXY_API_KEY")

@@ -7,7 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from policies.budget import (
@@ -82,7 +82,6 @@ ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/Santiago", "Asia/K
          "Australia/Lord_Howe", "Pacific/Chatham", "America/Havana", "Asia/Beirut", "Pacific/Apia"]
 
 
-@settings(max_examples=400, deadline=None)
 @given(
     moment=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2060, 1, 1), timezones=st.just(UTC)),
     tz=st.sampled_from(ZONES),
@@ -179,7 +178,6 @@ def test_window_usages_counts_holds_in_every_window() -> None:
     assert usages[0].resets_at == utc(2025, 1, 2) and usages[1].resets_at is None
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     spent=st.decimals(min_value=0, max_value=20, places=4),
     reserved=st.decimals(min_value=0, max_value=20, places=4),

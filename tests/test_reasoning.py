@@ -9,7 +9,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hermes_proxy.errors import InvalidRequest, PolicyDenied
@@ -130,7 +130,6 @@ _fragments = st.sampled_from([
 _texts = st.lists(_fragments | st.text(max_size=6), max_size=24).map("".join)
 
 
-@settings(max_examples=600)
 @given(text=_texts, points=st.lists(st.integers(min_value=0), max_size=16), mode=st.sampled_from(MODES))
 def test_any_chunking_matches_whole_and_reference(text: str, points: list[int], mode: tuple[bool, str]) -> None:
     expect, unclosed = mode
@@ -139,7 +138,6 @@ def test_any_chunking_matches_whole_and_reference(text: str, points: list[int], 
     assert run(cut(text, points), expect, unclosed) == whole
 
 
-@settings(max_examples=200)
 @given(body=st.text(max_size=40), answer=st.text(max_size=20), points=st.lists(st.integers(min_value=0), max_size=10))
 def test_think_shaped_text(body: str, answer: str, points: list[int]) -> None:
     text = f"<think>\n{body}\n</think>\n\n{answer}"

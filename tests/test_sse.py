@@ -6,7 +6,7 @@ import json
 from itertools import pairwise
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hermes_proxy.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_event, encode_sse
@@ -56,14 +56,12 @@ _json = st.recursive(
 # --- property tests -----------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=300)
 @given(events=st.lists(_events, max_size=8), cuts=st.lists(st.integers(min_value=0), max_size=12))
 def test_any_split_roundtrips(events: list[SSEEvent], cuts: list[int]) -> None:
     data = b"".join(encode_sse(e) for e in events)
     assert decode_chunks(split_at(data, cuts)) == [normalized(e) for e in events]
 
 
-@settings(max_examples=200)
 @given(events=st.lists(_events, max_size=6), cuts=st.lists(st.integers(min_value=0), max_size=12),
        ending=st.sampled_from([b"\r\n", b"\r"]))
 def test_crlf_and_cr_line_endings(events: list[SSEEvent], cuts: list[int], ending: bytes) -> None:
@@ -71,7 +69,6 @@ def test_crlf_and_cr_line_endings(events: list[SSEEvent], cuts: list[int], endin
     assert decode_chunks(split_at(data, cuts)) == [normalized(e) for e in events]
 
 
-@settings(max_examples=200)
 @given(objs=st.lists(st.dictionaries(st.text(_chars, max_size=8), _json, max_size=5), max_size=6),
        cuts=st.lists(st.integers(min_value=0), max_size=10))
 def test_encode_event_roundtrips_json(objs: list[dict[str, Any]], cuts: list[int]) -> None:
@@ -81,7 +78,6 @@ def test_encode_event_roundtrips_json(objs: list[dict[str, Any]], cuts: list[int
     assert events[-1].data == "[DONE]"
 
 
-@settings(max_examples=100)
 @given(events=st.lists(_events, min_size=1, max_size=5), cuts=st.lists(st.integers(min_value=0), max_size=8))
 def test_missing_final_blank_line_is_flushed(events: list[SSEEvent], cuts: list[int]) -> None:
     data = b"".join(encode_sse(e) for e in events)

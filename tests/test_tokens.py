@@ -306,7 +306,7 @@ texts = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=texts)
 def test_converted_ids_equal_the_tokenizers_library(trained: tuple[Tokenizer, TokenCounter], text: str) -> None:
     tok, counter = trained

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 
 from tui.backend import (
@@ -42,8 +42,7 @@ TEAM_HEADER = "x-hermes-team"
 class HttpBackend:
     """A :class:`~tui.backend.ChatBackend` talking to ``base_url`` (``.../v1`` is added when missing)."""
 
-    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float = 120.0,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float = 120.0) -> None:
         root = base_url.rstrip("/")
         self.label = root.removesuffix("/v1")
         self.simulated = False
@@ -51,8 +50,7 @@ class HttpBackend:
             base_url=root if root.endswith("/v1") else root + "/v1",
             api_key=api_key or "none",
             max_retries=0,  # the proxy retries upstreams itself; the user sees failures at once and can resend
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            http_client=http_client,
+            timeout=httpx2.Timeout(timeout_s, connect=5.0),
         )
         self._models: dict[str, ModelInfo] = {}
         self._budget: BudgetInfo | None = None
@@ -62,7 +60,7 @@ class HttpBackend:
             page = await self._client.models.list()
         except openai.APIError as exc:
             raise _backend_error(exc, self.label) from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise BackendError(f"cannot reach {self.label}: {exc}", "network") from None
         models = [_model_info(item) for item in page.data]
         self._models = {m.alias: m for m in models}
@@ -84,7 +82,7 @@ class HttpBackend:
             )
         except openai.APIError as exc:
             raise _backend_error(exc, self.label) from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise BackendError(f"cannot reach {self.label}: {exc}", "network") from None
 
         budget = _budget_from_headers(raw.headers)
@@ -119,8 +117,8 @@ class HttpBackend:
                         yield ContentDelta(delta.content)
         except openai.APIError as exc:
             raise _backend_error(exc, self.label, mid_stream=True) from None
-        except httpx.HTTPError as exc:
-            raise BackendError(f"the connection to {self.label} was lost: {exc}", "network") from None
+        except httpx2.HTTPError as exc:
+            raise BackendError(f"lost the connection to {self.label}: {exc}", "network") from None
         finally:
             await chunks.close()
 

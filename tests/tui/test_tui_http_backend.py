@@ -63,13 +63,14 @@ class FakeProxy:
 
     def __init__(self, chunks: list[dict[str, Any]] | None = None, *, status: int = 200,
                  error: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                 hold_after: int | None = None, split: bool = False) -> None:
+                 hold_after: int | None = None, split: bool = False, drop_after: int | None = None) -> None:
         self.chunks = CHUNKS if chunks is None else chunks
         self.status = status
         self.error = error
         self.headers = BUDGET_HEADERS if headers is None else headers
         self.hold_after = hold_after
         self.split = split
+        self.drop_after = drop_after
         self.requests: list[dict[str, Any]] = []
         self.authorization: list[str | None] = []
         self.disconnected = asyncio.Event()
@@ -96,6 +97,10 @@ class FakeProxy:
                 if index == self.hold_after:
                     self.held.set()
                     await asyncio.sleep(30)
+                if index == self.drop_after:
+                    assert request.transport is not None
+                    request.transport.close()  # the connection is cut without an end to the chunked body
+                    return response
                 data = f"data: {json.dumps(body)}\n\n".encode()
                 if self.split:
                     half = len(data) // 2
@@ -214,6 +219,18 @@ async def test_a_closed_port_is_a_network_error() -> None:
     with pytest.raises(BackendError) as caught:
         await backend.models()
     assert caught.value.kind == "network"
+    await backend.aclose()
+
+
+async def test_a_connection_cut_mid_stream_is_a_network_error(aiohttp_server: ServerFactory) -> None:
+    backend = await start(aiohttp_server, FakeProxy(drop_after=4))
+    seen: list[StreamEvent] = []
+    with pytest.raises(BackendError) as caught:
+        async for event in backend.stream(model="hermes-4-405b", messages=[], reasoning=False):
+            seen.append(event)
+    assert caught.value.kind == "network"
+    assert "lost the connection" in caught.value.message
+    assert ContentDelta("Hello") in seen
     await backend.aclose()
 
 
