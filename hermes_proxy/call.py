@@ -17,6 +17,7 @@ from hermes_proxy.config import Route
 from hermes_proxy.errors import (
     BudgetExceeded,
     HermesError,
+    RoutesExhausted,
     UpstreamError,
     UpstreamStreamError,
 )
@@ -162,7 +163,8 @@ class ChatCall:
         upstream_stream = plan.request.stream or plan.decision.max_reasoning_tokens is not None
         self._t_upstream_start = time.perf_counter()
         previous: Route | None = None
-        for route in plan.model.routes:
+        failures: list[tuple[str, str, UpstreamError]] = []
+        for route in plan.routes:
             if previous is not None and metrics is not None:
                 metrics.failover(previous.upstream, route.upstream)
             previous = route
@@ -198,11 +200,16 @@ class ChatCall:
                 self._route, self._upstream, self._payload = route, upstream, payload
                 self._stream, self._first = stream, first
                 return
+            if last is not None:
+                failures.append((route.upstream, route.model, last))
             if last is not None and last.status == 400:
                 # the upstream refused the request itself (bad parameter, too long): another route would too
                 raise last
-        assert last is not None
-        raise last
+            last = None
+        assert failures
+        if len(failures) == 1:
+            raise failures[0][2]
+        raise RoutesExhausted(failures)
 
     # --- iterating: shape the answer -----------------------------------------------------------------------------
 

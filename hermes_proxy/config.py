@@ -6,7 +6,9 @@ resolved once at load time into :class:`Secret` values that never print themselv
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +31,10 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "vllm": "http://127.0.0.1:8000/v1",
 }
 DEFAULT_KEY_ENVS: dict[str, str] = {"nous": "NOUS_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
+#: kinds that cannot work without a key; vllm and litellm need one only when their config names an api_key_env
+KEY_REQUIRED_KINDS: tuple[str, ...] = ("nous", "openrouter")
 DEFAULT_TEAM = "default"
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::(\d{1,5}))?")
 
 
 class Secret:
@@ -78,6 +83,10 @@ class ServerConfig:
     log_prompts: bool = False
     metrics: bool = True
     request_log: bool = True
+    #: browser origins allowed to call the API (CORS); empty: no CORS headers at all
+    cors_origins: tuple[str, ...] = ()
+    #: the operator's explicit "yes" to auth = "none" on a non-loopback host
+    allow_public_without_auth: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,18 @@ class UpstreamConfig:
     # demo only: pacing like the real service; 0 for no delay
     first_token_s: float = 0.77
     tokens_per_s: float = 37.0
+
+    @property
+    def needs_key(self) -> bool:
+        """nous and openrouter always; vllm and litellm when the config names an ``api_key_env``; never the demo."""
+        if self.kind == "demo":
+            return False
+        return self.kind in KEY_REQUIRED_KINDS or bool(self.api_key_env)
+
+    @property
+    def missing_key(self) -> bool:
+        """It needs a key and its environment variable is unset: its routes are left out (see Config.usable_routes)."""
+        return self.needs_key and self.api_key is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +209,36 @@ class Config:
     @property
     def simulated_only(self) -> bool:
         return all(u.kind == "demo" for u in self.upstreams)
+
+    def usable_routes(self, model: ModelConfig) -> tuple[Route, ...]:
+        """The model's routes in order, without those whose upstream's API key is not set (they could only fail)."""
+        return tuple(r for r in model.routes if not self.upstream(r.upstream).missing_key)
+
+    @property
+    def keyless_upstreams(self) -> tuple[UpstreamConfig, ...]:
+        """Upstreams left out because their API key's environment variable is unset."""
+        return tuple(u for u in self.upstreams if u.missing_key and any(
+            r.upstream == u.name for m in self.models for r in m.routes))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(server: ServerConfig, host: str, key: str = "server.host") -> None:
+    """Refuse ``auth = "none"`` on a host other machines can reach, unless ``allow_public_without_auth`` says so."""
+    if server.auth != "none" or server.allow_public_without_auth or is_loopback(host):
+        return
+    raise ConfigError(key, f'auth = "none" on host {host!r} would let anyone who can reach the port spend your '
+                           'upstream credits. Use auth = "keys" (then create a key: hermes-proxy keys create --team '
+                           'NAME --config FILE), or bind host = "127.0.0.1", or, if every machine that can reach it '
+                           'is trusted, set allow_public_without_auth = true under [server]')
 
 
 # --- loading -------------------------------------------------------------------------------------------------------
@@ -367,7 +418,8 @@ class _Reader:
     def server(self, t: Mapping[str, Any]) -> ServerConfig:
         w = "server."
         _no_unknown(t, w, {"host", "port", "admin_key_env", "max_request_bytes", "shutdown_timeout_s", "auth",
-                           "metrics_require_admin", "log_prompts", "metrics", "request_log"})
+                           "metrics_require_admin", "log_prompts", "metrics", "request_log", "cors_origins",
+                           "allow_public_without_auth"})
         port = self._int(t, "port", w, 8787, minimum=0)
         if port > 65535:
             raise ConfigError(w + "port", f"must be <= 65535, got {port}")
@@ -375,7 +427,7 @@ class _Reader:
         if auth not in ("keys", "none"):
             raise ConfigError(w + "auth", f"must be 'keys' or 'none', got {auth!r}")
         admin_env = self._str(t, "admin_key_env", w, "HERMES_ADMIN_KEY")
-        return ServerConfig(
+        server = ServerConfig(
             host=self._str(t, "host", w, "127.0.0.1"),
             port=port,
             admin_key_env=admin_env,
@@ -387,7 +439,26 @@ class _Reader:
             log_prompts=self._bool(t, "log_prompts", w, False),
             metrics=self._bool(t, "metrics", w, True),
             request_log=self._bool(t, "request_log", w, True),
+            cors_origins=self._origins(t, "cors_origins", w),
+            allow_public_without_auth=self._bool(t, "allow_public_without_auth", w, False),
         )
+        check_exposure(server, server.host, w + "auth")
+        return server
+
+    @staticmethod
+    def _origins(t: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+        value = t.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+            raise ConfigError(where + key, 'must be an array of origins, like ["https://app.example.com"] or ["*"]')
+        origins: list[str] = []
+        for origin in value:
+            normal = origin.lower()
+            match = _ORIGIN.fullmatch(normal)
+            if origin != "*" and (match is None or not 1 <= int(match.group(1) or 443) <= 65535):
+                hint = " (no path or trailing slash)" if "://" in origin and "/" in origin.split("://", 1)[1] else ""
+                raise ConfigError(where + key, f"{origin!r} is not an origin: use '*' or scheme://host[:port]{hint}")
+            origins.append(normal)
+        return tuple(origins)
 
     def upstreams(self, items: Any) -> tuple[UpstreamConfig, ...]:
         if not isinstance(items, list):

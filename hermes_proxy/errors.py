@@ -7,7 +7,7 @@ OpenAI error JSON body; the CLI and the TUI print ``str(error)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -133,6 +133,8 @@ class UpstreamError(HermesError):
     ) -> None:
         super().__init__(f"upstream {upstream!r}: {message}", code=code)
         self.upstream = upstream
+        #: what went wrong, without the "upstream 'name':" prefix
+        self.detail = message
         self.upstream_status = upstream_status
         self.retry_after = retry_after
 
@@ -177,6 +179,32 @@ class UpstreamStreamError(UpstreamError):
     """The upstream failed after the response had started; the stream ends with an error event."""
 
     code = "upstream_stream_error"
+
+
+class RoutesExhausted(UpstreamError):
+    """Every route of a model failed before the response started: the message names each route and why it failed."""
+
+    status = 502
+    code = "upstream_error"
+
+    def __init__(self, failures: Sequence[tuple[str, str, UpstreamError]]) -> None:
+        """``failures``: (upstream name, its model id, the last error of that route), in the order tried."""
+        parts = "; ".join(f"{upstream} -> {model}: {error.detail}" for upstream, model, error in failures)
+        message = f"all {len(failures)} routes failed: {parts}"
+        HermesError.__init__(self, message)
+        self.upstream = ", ".join(upstream for upstream, _, _ in failures)
+        self.detail = message
+        self.upstream_status = None
+        self.retry_after = None
+        self.failures = tuple(failures)
+
+
+class ModelUnavailable(HermesError):
+    """Every route of the model was left out at start (their upstreams' API keys are not set): no request is sent."""
+
+    status = 503
+    type = "server_error"
+    code = "model_unavailable"
 
 
 # --- internal ------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from hermes_proxy.errors import (
     ContextLengthExceeded,
     HermesError,
     ModelNotFound,
+    ModelUnavailable,
     PermissionDenied,
 )
 from hermes_proxy.ledger.base import Admission, KeyRecord, Ledger
@@ -107,6 +108,8 @@ class Plan:
     #: the history as the primary route's kind expects it (reused for that route's payload)
     primary_kind: str = ""
     primary_messages: tuple[dict[str, Any], ...] = ()
+    #: the routes to try, in order (those whose upstream has no API key are left out)
+    routes: tuple[Route, ...] = ()
 
 
 class Gateway:
@@ -194,8 +197,11 @@ class Gateway:
         allowed = check_model(team, alias)
         if not allowed.allowed:
             raise PermissionDenied(allowed.explanation, param="model")
+        routes = self.config.usable_routes(model)
+        if not routes:
+            raise ModelUnavailable(unavailable_message(self.config, model), param="model")
         decision = resolve_reasoning(request.body, reasoning_header, suffix, team, model.default_reasoning)
-        primary_kind = self.config.upstream(model.routes[0].upstream).kind
+        primary_kind = self.config.upstream(routes[0].upstream).kind
         messages = clean_history(request.messages, primary_kind, decision.enabled)
         injected = DEEP_THINKING_PROMPT if decision.enabled else None
         # with vLLM the template itself rewrites earlier assistant turns when thinking is on
@@ -211,11 +217,11 @@ class Gateway:
                 "of the messages or completion.", param="messages")
         max_tokens, source = budget.max_tokens, budget.source
         reserve = max(
-            (worst_case_cost(prompt_tokens, max_tokens, self.prices.get(route.label)) for route in model.routes),
+            (worst_case_cost(prompt_tokens, max_tokens, self.prices.get(route.label)) for route in routes),
             default=Decimal(0),
         )
         return Plan(request, model, decision, prompt_tokens, max_tokens, source, reserve, primary_kind,
-                    tuple(messages))
+                    tuple(messages), routes)
 
     def payload_for(self, plan: Plan, route: Route, upstream: Upstream) -> dict[str, Any]:
         body = plan.request.body
@@ -234,3 +240,17 @@ class Gateway:
         if sampling.top_k is not None and upstream.config.accepts_top_k:
             payload.setdefault("top_k", sampling.top_k)
         return apply_reasoning(payload, kind, plan.decision)
+
+
+def unavailable_message(config: Config, model: ModelConfig) -> str:
+    """Why a model has no usable route and what to do about it: the message of its 503 model_unavailable."""
+    envs = list(dict.fromkeys(f"${u.api_key_env}" for r in model.routes
+                              for u in (config.upstream(r.upstream),) if u.missing_key and u.api_key_env))
+    names = ", ".join(dict.fromkeys(r.upstream for r in model.routes))
+    text = (f"model '{model.alias}' is not available: the API key of every upstream it routes to ({names}) is not "
+            f"set; set {' or '.join(envs) or 'their api_key_env'} in the proxy's environment and restart it")
+    demo = [m.alias for m in config.models if m.routes and config.upstream(m.routes[0].upstream).kind == "demo"
+            and config.usable_routes(m)]
+    if demo:
+        text += f" (model '{demo[0]}' is the simulated Hermes and needs no key)"
+    return text
