@@ -14,6 +14,7 @@ from aiohttp import web
 from hermes_proxy.admin import add_admin_routes
 from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, RATE_LIMITER, RUNTIME, Runtime
 from hermes_proxy.config import Config, default_data_dir
+from hermes_proxy.cors import install_cors
 from hermes_proxy.errors import (
     HermesError,
     MethodNotAllowed,
@@ -110,6 +111,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[READY_PROBES] = {}
     app.on_response_prepare.append(_add_request_id)
+    install_cors(app, config.server.cors_origins)
 
     async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = ledger is None
