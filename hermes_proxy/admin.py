@@ -23,16 +23,16 @@ from hermes_proxy.auth import authenticate, bearer_token, is_admin_token, requir
 from hermes_proxy.config import Config
 from hermes_proxy.errors import InvalidRequest, NotFound, PermissionDenied
 from hermes_proxy.ledger.base import SPEND_GROUPS, KeyRecord, budget_json, spend_row_json, spend_total
-from hermes_proxy.routes import read_json
+from hermes_proxy.routes import expect_handler, read_json
 from policies.windows import parse_when, zone
 
 
 def add_admin_routes(app: web.Application) -> None:
-    app.router.add_post("/admin/keys", create_key)
-    app.router.add_get("/admin/keys", list_keys)
-    app.router.add_delete("/admin/keys/{ident}", revoke_key)
-    app.router.add_get("/admin/spend", admin_spend)
-    app.router.add_get("/v1/spend", own_spend)
+    app.router.add_post("/admin/keys", create_key, expect_handler=expect_handler)
+    app.router.add_get("/admin/keys", list_keys, expect_handler=expect_handler)
+    app.router.add_delete("/admin/keys/{ident}", revoke_key, expect_handler=expect_handler)
+    app.router.add_get("/admin/spend", admin_spend, expect_handler=expect_handler)
+    app.router.add_get("/v1/spend", own_spend, expect_handler=expect_handler)
 
 
 # --- auth -------------------------------------------------------------------------------------------------------------

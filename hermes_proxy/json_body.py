@@ -19,7 +19,8 @@ from hermes_proxy.errors import InvalidRequest
 #: containers nested deeper than this are refused (tool schemas rarely go past 10)
 MAX_JSON_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
-#: the only way a surrogate gets into a UTF-8 body is a \uD800-\uDFFF escape: look for one before checking strings
+#: an ASCII body can only carry a surrogate as a \uD800-\uDFFF escape (json.loads also reads surrogates encoded as
+#: UTF-8 bytes, and UTF-16/32 bodies, so any other body is checked string by string)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 Path = tuple[str | int, ...]
@@ -35,7 +36,7 @@ def parse_json_body(raw: bytes) -> Any:
         raise InvalidRequest(f"the JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
     except ValueError as exc:
         raise InvalidRequest(f"could not parse the JSON body of your request: {exc}") from None
-    check_json_value(value, strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    check_json_value(value, strings=not raw.isascii() or _SURROGATE_ESCAPE.search(raw) is not None)
     return value
 
 

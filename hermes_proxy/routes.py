@@ -9,7 +9,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, current_config, current_gateway
 from hermes_proxy.auth import authenticate, require_admin
@@ -53,6 +53,24 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object")
     return parse_json_body(raw)
+
+
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp answers it; any other expectation gets a 417 as OpenAI error JSON.
+
+    aiohttp calls a route's expect handler before the middlewares, and its default one answers text/plain (a 500 when
+    the header is not UTF-8), so every route passes this one as ``expect_handler=``.
+    """
+    if request.version != HttpVersion11:
+        return None
+    expect = request.headers.get("Expect", "")
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+        return None
+    error = InvalidRequest(f"unsupported Expect header {expect!r} (only 100-continue is)", param="Expect",
+                           code="expectation_failed")
+    return web.json_response(to_openai_error(error), status=417)
 
 
 def _usd(value: Decimal | None) -> str:
