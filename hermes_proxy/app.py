@@ -34,6 +34,7 @@ from hermes_proxy.routes import (
     READY_PROBES,
     REQUEST_ID,
     chat_completions,
+    expect_handler,
     get_model,
     healthz,
     list_models,
@@ -147,13 +148,14 @@ def create_app(
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(rate_limiter_ctx)
     app.cleanup_ctx.append(gateway_ctx)
+    # an Expect header is answered before the middlewares run: every route gets the JSON-answering handler
     if config.server.metrics:
-        app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/chat/completions", chat_completions)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model}", get_model)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics_endpoint, expect_handler=expect_handler)
+    app.router.add_post("/v1/chat/completions", chat_completions, expect_handler=expect_handler)
+    app.router.add_post("/chat/completions", chat_completions, expect_handler=expect_handler)
+    app.router.add_get("/v1/models", list_models, expect_handler=expect_handler)
+    app.router.add_get("/v1/models/{model}", get_model, expect_handler=expect_handler)
+    app.router.add_get("/healthz", healthz, expect_handler=expect_handler)
+    app.router.add_get("/readyz", readyz, expect_handler=expect_handler)
     add_admin_routes(app)
     return app

@@ -516,7 +516,7 @@ def test_the_largest_key_limit_is_stored_and_read_back(targets: dict[str, Target
     assert json.loads(created.body)["limit_usd"] == "999999999.999999999"
 
 
-@pytest.mark.parametrize("path", [b"/v1/spend", b"/admin/keys"])
+@pytest.mark.parametrize("path", [b"/v1/spend", b"/admin/keys", b"/v1/models", b"/healthz"])
 @pytest.mark.parametrize("expect", [b"\x80\xff", b"something-else"])
 def test_an_unknown_expectation_is_a_417_in_json(targets: dict[str, Target], path: bytes, expect: bytes) -> None:
     answer = send(targets["keys"].port, request_bytes(b"GET", path, [(b"Expect", expect)], b""))
