@@ -1,0 +1,153 @@
+"""``hermes-proxy check-config``, and the start-up report ``serve`` prints: what would run, and what to fix first."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hermes_proxy.config import (
+    DEFAULT_KEY_ENVS,
+    Config,
+    UpstreamConfig,
+    default_config_path,
+    default_data_dir,
+    load_config,
+)
+from hermes_proxy.pricing import Price, format_usd, resolve_prices
+from hermes_proxy.tokens import TokenCounter, load_token_counter
+
+BUILT_IN_DEFAULTS = ("hermes-4-405b and hermes-4-70b on Nous Portal and/or OpenRouter when $NOUS_API_KEY or "
+                     "$OPENROUTER_API_KEY is set, else on the simulated Hermes")
+
+
+def describe(config: Config, counter: TokenCounter, prices: dict[str, Price | None]) -> str:
+    """What would run: upstreams, models and their routes with prices, teams, ledger, tokenizer."""
+    lines: list[str] = []
+    if config.source is not None:
+        lines.append(f"config:    {config.source}")
+    else:
+        lines.append(f"config:    built-in defaults (no file at {default_config_path()})")
+    lines.append(f"tokenizer: {counter.name}")
+    if counter.warning:
+        lines.append(f"           ({counter.warning})")
+    lines.append(f"ledger:    {config.ledger.url}")
+    auth = "none (anyone who can reach the port; local use only)" if config.server.auth == "none" else "team keys"
+    lines.append(f"auth:      {auth}")
+    if config.server.cors_origins:
+        lines.append(f"cors:      browser apps from {', '.join(config.server.cors_origins)}")
+    lines.append("upstreams:")
+    for upstream in config.upstreams:
+        if upstream.kind == "demo":
+            detail = "SIMULATED Hermes 4, in-process (no API key needed)"
+        elif upstream.kind == "litellm":
+            detail = f"litellm{' at ' + upstream.base_url if upstream.base_url else ''}"
+        else:
+            detail = upstream.base_url
+        key = ""
+        if upstream.api_key_env and upstream.kind != "demo":
+            state = "set" if upstream.api_key else "NOT SET: left out"
+            key = f"  key: ${upstream.api_key_env} {state}"
+        lines.append(f"  - {upstream.name} ({upstream.kind}): {detail}{key}")
+    lines.append("models:")
+    for model in config.models:
+        lines.append(f"  - {model.alias} (context {model.context_window:,}; also :thinking and :fast)")
+        usable = config.usable_routes(model)
+        for route in model.routes:
+            if route not in usable:
+                lines.append(f"      LEFT OUT {route.upstream} -> {route.model}: "
+                             f"${config.upstream(route.upstream).api_key_env} is not set")
+                continue
+            price = prices.get(route.label)
+            role = "primary " if route == usable[0] else "failover"
+            if price is None:
+                cost = "UNPRICED: requests are recorded with an unknown cost and cannot be held to budgets"
+            else:
+                cost = (f"{format_usd(price.input_usd_per_mtok)} in / {format_usd(price.output_usd_per_mtok)} out "
+                        f"per Mtok ({price.source})")
+            lines.append(f"      {role} {route.upstream} -> {route.model}: {cost}")
+    lines.append("teams:")
+    for team in config.teams:
+        budgets = ", ".join(f"{b.window} ${b.limit_usd}" + (f" (soft ${b.soft_limit_usd})" if b.soft_limit_usd else "")
+                            for b in team.budgets) or "no budget"
+        models = ", ".join(team.models) if team.models is not None else "all models"
+        lines.append(f"  - {team.name}: {budgets}; {models}; reasoning {team.reasoning}"
+                     + (f"; max_tokens {team.max_tokens}" if team.max_tokens else "") + f"; tz {team.timezone}")
+    return "\n".join(lines)
+
+
+def warnings_for(config: Config, prices: dict[str, Price | None]) -> list[str]:
+    warnings: list[str] = []
+    if config.source is not None and not config.models:
+        what = "no upstreams and no models" if not config.upstreams else "no models ([models.<alias>] routes)"
+        warnings.append(f"{config.source} configures {what}: every chat request would be answered 404 "
+                        f"model_not_found. The built-in defaults ({BUILT_IN_DEFAULTS}) apply only when there is no "
+                        "config file at all: start from config.example.toml, or run without this file")
+    # upstreams left out for want of a key are in left_out_notice(), said once
+    for model in config.models:
+        for route in config.usable_routes(model):
+            if prices.get(route.label) is None:
+                warnings.append(f"model {model.alias!r} route {route.label}: no price; cost will be recorded as unknown")
+    slowest_tokens_per_s = 20
+    for team in config.teams:
+        longest = (team.max_tokens or max((m.context_window for m in config.models), default=0)) / slowest_tokens_per_s
+        if (team.budgets or team.key_limit_usd is not None) and longest > config.ledger.reservation_ttl_s:
+            warnings.append(f"team {team.name!r}: a stream of max_tokens at {slowest_tokens_per_s} tok/s can outlive "
+                            f"ledger.reservation_ttl_s ({config.ledger.reservation_ttl_s:g} s, vs ~{longest:.0f} s); "
+                            "its reservation would stop counting while it runs")
+    if config.server.auth == "keys" and config.server.admin_key is None:
+        warnings.append(f"no admin key (${config.server.admin_key_env}): /admin endpoints are off; "
+                        "create team keys with `hermes-proxy keys create`")
+    return warnings
+
+
+def left_out_notice(config: Config) -> list[str]:
+    """The loud block at start: upstreams left out for want of an API key, how to set them, what that leaves."""
+    keyless = config.keyless_upstreams
+    if not keyless:
+        return []
+    lines = [f"!! {len(keyless)} upstream{'s' if len(keyless) != 1 else ''} LEFT OUT: API key not set in the "
+             "environment; no request is sent to them. To use them, stop the proxy and:"]
+    lines += [f"!!     export {upstream.api_key_env}=...{_no_key_hint(upstream)}" for upstream in keyless]
+    lines.append("!!   then start it again (a SIGHUP reload does not see new environment variables).")
+    for model in config.models:
+        usable = config.usable_routes(model)
+        if not usable:
+            lines.append(f"!! model '{model.alias}': no route left; its requests are refused at once "
+                         "(503 model_unavailable)")
+        elif len(usable) < len(model.routes):
+            lines.append(f"!! model '{model.alias}': served by {', '.join(r.upstream for r in usable)} only")
+    working = [m.alias for m in config.models if config.usable_routes(m)]
+    if working:
+        lines.append(f"!! models that answer now: {', '.join(working)}")
+    return lines
+
+
+def _no_key_hint(upstream: UpstreamConfig) -> str:
+    if upstream.kind in ("vllm", "litellm") and upstream.api_key_env not in DEFAULT_KEY_ENVS.values():
+        return f"    # {upstream.name}; or delete its api_key_env if it needs no key"
+    return f"    # {upstream.name} ({upstream.kind})"
+
+
+def add_parser(subparsers: Any) -> None:
+    check = subparsers.add_parser("check-config", help="validate a config file and print what would run")
+    check.add_argument("path", help="config file to check")
+    check.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.path)
+    counter = load_token_counter(config.tokens, data_dir=default_data_dir())
+    prices = resolve_prices(config)
+    print(describe(config, counter, prices))
+    notice = left_out_notice(config)
+    for line in notice:
+        print(line)
+    warnings = warnings_for(config, prices)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    notes = [f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"] if warnings else []
+    if notice:
+        left = len(config.keyless_upstreams)
+        notes.append(f"{left} upstream{'s' if left != 1 else ''} left out")
+    print("config OK" + (f" ({', '.join(notes)})" if notes else ""))
+    return 0

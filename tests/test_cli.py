@@ -1,0 +1,271 @@
+"""The newcomer's first hour, through the real CLI: `cp config.example.toml hermes.toml && hermes-proxy serve`, keys,
+ports, versions, public binds without auth, empty files. `serve` runs as a real subprocess in a temp HOME."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hermes_proxy.app import create_app
+from hermes_proxy.appkeys import LEDGER
+from hermes_proxy.cli import main
+from hermes_proxy.commands.serve import first_key_hint
+from tests.conftest import build_config, environ_without_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = [{"role": "user", "content": "hello"}]
+EXAMPLE_KEY_ENVS = ("OPENROUTER_API_KEY", "NOUS_API_KEY", "VLLM_API_KEY", "NEBIUS_API_KEY")
+DEMO_CONFIG = """
+[server]
+auth = "none"
+{server}
+[ledger]
+url = "memory://"
+[[upstreams]]
+name = "demo"
+kind = "demo"
+first_token_s = 0
+tokens_per_s = 0
+[models.hermes-4-405b]
+routes = [{{ upstream = "demo", model = "Hermes-4-405B", input_usd_per_mtok = 1.0, output_usd_per_mtok = 3.0 }}]
+"""
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in environ_without_secrets().items() if k not in EXAMPLE_KEY_ENVS}
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"),
+               XDG_CACHE_HOME=str(home / "cache"), PYTHONPATH=str(ROOT))
+    return env
+
+
+class Served:
+    """A ``hermes-proxy serve`` subprocess: stdout read line by line, stderr in a file."""
+
+    def __init__(self, process: asyncio.subprocess.Process, stderr: Path) -> None:
+        self.process = process
+        self.stderr_path = stderr
+        self.stdout: list[str] = []
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    async def line_matching(self, pattern: str, within_s: float = 30) -> re.Match[str]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + within_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r}; stdout so far: {self.stdout}; "
+                                     f"stderr: {self.stderr[-2000:]}")
+            raw = await asyncio.wait_for(self.process.stdout.readline(), remaining)
+            if not raw:
+                raise AssertionError(f"serve exited ({await self.process.wait()}) before {pattern!r}; "
+                                     f"stdout: {self.stdout}; stderr: {self.stderr[-2000:]}")
+            line = raw.decode().rstrip("\n")
+            self.stdout.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.process.wait(), 20)
+        except TimeoutError:
+            self.process.kill()
+            return await self.process.wait()
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[Any]:
+    started: list[Served] = []
+
+    async def start(*argv: str) -> Served:
+        stderr = tmp_path / f"serve-{len(started)}.stderr"
+        with stderr.open("wb") as err:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hermes_proxy.cli", "serve", *argv, cwd=tmp_path, env=cli_env(tmp_path / "home"),
+                stdout=asyncio.subprocess.PIPE, stderr=err)
+        served = Served(process, stderr)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        await served.stop()
+
+
+def run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hermes_proxy.cli", *argv], cwd=tmp_path, capture_output=True,
+                          text=True, env=cli_env(tmp_path / "home"), timeout=60, check=False)
+
+
+# --- the newcomer's path -------------------------------------------------------------------------------------------
+
+
+async def test_example_config_without_keys_starts_says_what_is_left_out_and_answers_at_once(
+        tmp_path: Path, serve: Any) -> None:
+    shutil.copy(ROOT / "config.example.toml", tmp_path / "hermes.toml")
+    served = await serve("--config", "hermes.toml", "--port", "0")
+    port = int((await served.line_matching(r"listening on http://127\.0\.0\.1:(\d+)/v1")).group(1))
+    assert port != 0
+    stdout = "\n".join(served.stdout)
+    # the first key: one exact command, printed before the listening line
+    command = next(line.strip() for line in served.stdout if line.strip().startswith("hermes-proxy keys create"))
+    assert command == "hermes-proxy keys create --team research --config hermes.toml"
+    assert "No team key yet" in stdout
+    # upstreams without a key: said once, loudly, with the export to run
+    stderr = served.stderr
+    assert stderr.count("4 upstreams LEFT OUT") == 1
+    for name in EXAMPLE_KEY_ENVS:
+        assert f"export {name}=..." in stderr
+    assert "model 'hermes-4-405b': no route left" in stderr and "models that answer now: hermes-demo" in stderr
+
+    created = run_cli(tmp_path, *shlex.split(command)[1:])
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("hp-")
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers=headers,
+                                json={"model": "hermes-4-405b", "messages": HELLO}) as response:
+            elapsed = time.perf_counter() - started
+            error = (await response.json())["error"]
+        assert response.status == 503 and elapsed < 2
+        assert error["code"] == "model_unavailable"
+        assert "$NOUS_API_KEY" in error["message"] and "$OPENROUTER_API_KEY" in error["message"]
+        async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers=headers,
+                                json={"model": "hermes-demo", "messages": HELLO, "max_tokens": 5}) as demo:
+            assert demo.status == 200
+    assert await served.stop() == 0
+
+
+async def test_port_zero_prints_the_port_bound_and_a_public_bind_needs_the_explicit_setting(
+        tmp_path: Path, serve: Any) -> None:
+    (tmp_path / "open.toml").write_text(DEMO_CONFIG.format(server="allow_public_without_auth = true"))
+    served = await serve("--config", "open.toml", "--host", "0.0.0.0", "--port", "0")
+    port = int((await served.line_matching(r"listening on http://0\.0\.0\.0:(\d+)/v1")).group(1))
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as response:
+        assert response.status == 200
+    assert not any("keys create" in line for line in served.stdout)  # auth = "none": no key to create
+    assert await served.stop() == 0
+
+
+async def test_a_port_in_use_is_a_one_line_error_and_no_listening_line(tmp_path: Path, serve: Any) -> None:
+    (tmp_path / "demo.toml").write_text(DEMO_CONFIG.format(server=""))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        served = await serve("--config", "demo.toml", "--port", str(port))
+        assert await asyncio.wait_for(served.process.wait(), 30) == 2
+    assert served.process.stdout is not None
+    stdout = (await served.process.stdout.read()).decode()
+    assert "listening" not in stdout
+    human = [line for line in served.stderr.splitlines() if not line.startswith("{")]
+    assert len(human) == 1 and human[0].startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert "Traceback" not in served.stderr
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "eighty"])
+def test_serve_port_is_validated_like_the_config(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --port: must be" in err and "0 for any free port" in err
+
+
+def test_version_is_the_installed_distributions(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"hermes-proxy {metadata.version('hermes-proxy')}"
+
+
+# --- auth = "none" on a public host ---------------------------------------------------------------------------------
+
+
+def test_serve_refuses_auth_none_on_a_public_host_and_says_what_to_do(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "local.toml"
+    path.write_text(DEMO_CONFIG.format(server=""))
+    assert main(["serve", "--config", str(path), "--host", "0.0.0.0", "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --host: auth = \"none\" on host '0.0.0.0'")
+    assert 'auth = "keys"' in captured.err and "allow_public_without_auth = true" in captured.err
+    assert "listening" not in captured.out
+
+
+def test_check_config_refuses_auth_none_on_a_public_host_unless_allowed(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    public = tmp_path / "public.toml"
+    public.write_text(DEMO_CONFIG.format(server='host = "0.0.0.0"'))
+    assert main(["check-config", str(public)]) == 2
+    assert capsys.readouterr().err.startswith("error: server.auth: auth = \"none\" on host '0.0.0.0'")
+    public.write_text(DEMO_CONFIG.format(server='host = "0.0.0.0"\nallow_public_without_auth = true'))
+    assert main(["check-config", str(public)]) == 0
+    assert "config OK" in capsys.readouterr().out
+
+
+# --- check-config --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "[server]\nport = 8787\n"])
+def test_check_config_warns_on_an_empty_file(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text(text)
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    warning = next(line for line in out.splitlines() if "configures no upstreams and no models" in line)
+    assert "404 model_not_found" in warning and "built-in defaults" in warning and "config.example.toml" in warning
+
+
+def test_check_config_warns_on_upstreams_without_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "half.toml"
+    path.write_text('[[upstreams]]\nname = "demo"\nkind = "demo"\n')
+    assert main(["check-config", str(path)]) == 0
+    assert "configures no models" in capsys.readouterr().out
+
+
+def test_check_config_reports_the_upstreams_left_out(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in EXAMPLE_KEY_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    assert main(["check-config", str(ROOT / "config.example.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "3 upstreams LEFT OUT" in out and "export NOUS_API_KEY=..." in out
+    assert "export OPENROUTER_API_KEY" not in out
+    assert "LEFT OUT nous -> Hermes-4-405B: $NOUS_API_KEY is not set" in out
+    assert "primary  openrouter -> nousresearch/hermes-4-405b" in out
+    assert "model 'hermes-4-405b': served by openrouter only" in out
+    assert out.rstrip().endswith("3 upstreams left out)")
+
+
+# --- the first key hint ---------------------------------------------------------------------------------------------
+
+
+async def test_first_key_hint_goes_away_once_a_key_exists(aiohttp_client: Any, counter: Any) -> None:
+    config = build_config(None, server={"auth": "keys"})  # memory ledger: the CLI cannot reach it
+    client = await aiohttp_client(create_app(config, counter=counter))
+    hint = await first_key_hint(client.app, config)
+    assert len(hint) == 1 and "POST /admin/keys" in hint[0] and '"team": "default"' in hint[0]
+    await client.app[LEDGER].create_key("default", "first")
+    assert await first_key_hint(client.app, config) == []
