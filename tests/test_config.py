@@ -61,6 +61,9 @@ def test_no_file_no_key_runs_the_demo_and_a_key_switches_to_the_real_upstream() 
     ({"teams": {"t": {"reasoning": "sometimes"}}}, "teams.t.reasoning"),
     ({"ledger": {"url": "mysql://x"}}, "ledger.url"),
     ({"rate_limits": {"url": "http://redis"}}, "rate_limits.url"),
+    ({"server": {"cors_origins": ["https://app.example.com/"]}}, "server.cors_origins"),
+    ({"server": {"allow_public_without_auth": "yes"}}, "server.allow_public_without_auth"),
+    ({"server": {"auth": "none", "host": "0.0.0.0"}}, "server.auth"),
 ])
 def test_errors_name_the_offending_key(patch: dict[str, Any], key: str) -> None:
     data = {**BASE, **patch}
@@ -115,3 +118,43 @@ def test_check_config_warns_when_a_reservation_can_expire_mid_stream() -> None:
     config = parse_config(data, env={})
     warnings = [w for w in warnings_for(config, resolve_prices(config)) if "reservation_ttl_s" in w]
     assert len(warnings) == 1 and "'t'" in warnings[0]
+
+
+@pytest.mark.parametrize(("kind", "key_env", "needs"), [
+    ("nous", None, True), ("openrouter", None, True),    # their default api_key_env
+    ("vllm", None, False), ("vllm", "VLLM_API_KEY", True),
+    ("litellm", None, False), ("litellm", "NEBIUS_API_KEY", True),
+    ("demo", "ANY_KEY", False),
+])
+def test_which_upstreams_need_a_key_and_are_left_out_without_it(kind: str, key_env: str | None, needs: bool) -> None:
+    upstream: dict[str, Any] = {"name": "u", "kind": kind}
+    if key_env:
+        upstream["api_key_env"] = key_env
+    data = {"upstreams": [upstream, {"name": "d", "kind": "demo"}],
+            "models": {"m": {"routes": [{"upstream": "u", "model": "x"}, {"upstream": "d", "model": "x"}]}}}
+    without = parse_config(data, env={})
+    assert without.upstreams[0].needs_key is needs
+    assert [r.upstream for r in without.usable_routes(without.models[0])] == (["d"] if needs else ["u", "d"])
+    assert [u.name for u in without.keyless_upstreams] == (["u"] if needs else [])
+    env_name = key_env or {"nous": "NOUS_API_KEY", "openrouter": "OPENROUTER_API_KEY"}.get(kind, "UNUSED")
+    with_key = parse_config(data, env={env_name: "sk-1"})
+    assert [r.upstream for r in with_key.usable_routes(with_key.models[0])] == ["u", "d"]
+    assert with_key.keyless_upstreams == ()
+
+
+@pytest.mark.parametrize(("host", "allowed"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.4", False), ("proxy.internal", False), ("", False),
+])
+def test_auth_none_is_for_loopback_hosts_unless_explicitly_allowed(host: str, allowed: bool) -> None:
+    data = {**BASE, "server": {"auth": "none", "host": host}}
+    if allowed:
+        assert parse_config(data, env={}).server.host == host
+    else:
+        with pytest.raises(ConfigError, match="allow_public_without_auth = true"):
+            parse_config(data, env={})
+    opted_in = parse_config({**BASE, "server": {"auth": "none", "host": host, "allow_public_without_auth": True}},
+                            env={})
+    assert opted_in.server.allow_public_without_auth
+    keyed = parse_config({**BASE, "server": {"auth": "keys", "host": host}}, env={})
+    assert keyed.server.auth == "keys"
