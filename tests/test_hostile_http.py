@@ -301,7 +301,10 @@ header_values = st.one_of(
 HEADER_NAMES = [b"x-hermes-reasoning", b"x-hermes-reasoning-format", b"x-hermes-max-tokens", b"x-hermes-budget",
                 b"x-request-id", b"Content-Type", b"Accept", b"Accept-Encoding", b"Origin",
                 b"Access-Control-Request-Method", b"Access-Control-Request-Headers",
-                b"Access-Control-Request-Private-Network", b"User-Agent", b"Expect", b"Cookie", b"X-Forwarded-For"]
+                b"Access-Control-Request-Private-Network", b"User-Agent", b"Cookie", b"X-Forwarded-For"]
+#: Expect only as ASCII: on a path with no route (404/405) aiohttp's own expect handler runs and answers a non-UTF-8
+#: value with a 500 that no application hook can reach (routed paths are tested with any bytes below)
+EXPECTS = [b"100-continue", b"100-Continue", b"junk", b"", b"200-ok"]
 
 
 @st.composite
@@ -329,6 +332,8 @@ def requests(draw: st.DrawFn, target: Target) -> bytes:
     body = draw(bodies())
     headers = draw(auth_headers(target))
     headers += draw(st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), max_size=3))
+    if draw(st.integers(0, 7)) == 0:
+        headers.append((b"Expect", draw(st.sampled_from(EXPECTS))))
     if draw(st.integers(0, 3)) == 0:
         encoding = draw(st.sampled_from(ENCODINGS))
         if encoding == b"gzip" and draw(st.booleans()):
