@@ -90,7 +90,8 @@ def build_gateway(config: Config, ledger: Ledger, counter: TokenCounter, *,
                   prices: dict[str, Price | None] | None = None,
                   rate_limiter: RateLimiter | None = None, metrics: Metrics | None = None,
                   sleep: Callable[[float], Any] | None = None) -> Gateway:
-    upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams}
+    # an upstream left out for want of its API key gets no client: no route uses it, /readyz does not probe it
+    upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams if not u.missing_key}
     kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     return Gateway(config, upstreams=upstreams, ledger=ledger, counter=counter,
                    prices=prices if prices is not None else resolve_prices(config), rate_limiter=rate_limiter,

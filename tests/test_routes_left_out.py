@@ -126,3 +126,12 @@ async def test_a_stream_whose_routes_all_fail_gets_the_same_json_error(aiohttp_c
     message = (await response.json())["error"]["message"]
     assert message.startswith("all 2 routes failed: a -> Hermes-4-405B: cannot connect")
     assert "; b -> Hermes-4-405B: cannot connect" in message
+
+
+async def test_readiness_ignores_upstreams_left_out(aiohttp_client: Any, counter: Any) -> None:
+    config = _config([_upstream("local", "vllm", _closed_port_url(), "LOCAL_KEY")], [_route("local")], env={})
+    client = await aiohttp_client(create_app(config, counter=counter))
+    response = await client.get("/readyz")
+    body = await response.json()
+    assert response.status == 200, body
+    assert "upstream:local" not in body["checks"] and body["checks"]["upstream:demo"]["ok"]
