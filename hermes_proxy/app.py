@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from hermes_proxy.admin import add_admin_routes
-from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, RATE_LIMITER, RUNTIME, Runtime
+from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
 from hermes_proxy.config import Config, default_data_dir
 from hermes_proxy.cors import install_cors
 from hermes_proxy.errors import (
@@ -32,7 +32,6 @@ from hermes_proxy.ratelimit import RateLimiter, open_rate_limiter
 from hermes_proxy.reload import reload_on_sighup, stop_reloading
 from hermes_proxy.routes import (
     READY_PROBES,
-    REQUEST_ID,
     chat_completions,
     expect_handler,
     get_model,

@@ -1,4 +1,5 @@
-"""Typed keys for what the aiohttp application owns (``app[CONFIG]``, ``app[LEDGER]``, ``app[RUNTIME]``, ...)."""
+"""Typed keys for what the aiohttp application owns (``app[CONFIG]``, ``app[LEDGER]``, ``app[RUNTIME]``, ...) and for
+what a request carries (``request[REQUEST_ID]``)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", object)  # type: ignore[arg-type]
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter", object)  # type: ignore[arg-type]
+#: the proxy's id of one request (the client's ``x-request-id`` when well-formed), set first by the errors middleware
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
 def current_config(app: web.Application) -> Config:

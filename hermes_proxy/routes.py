@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import HttpVersion11, web
 
-from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, current_config, current_gateway
+from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, REQUEST_ID, current_config, current_gateway
 from hermes_proxy.auth import authenticate, require_admin
 from hermes_proxy.call import ChatCall
 from hermes_proxy.errors import (
@@ -27,7 +27,6 @@ from hermes_proxy.json_body import parse_json_body
 from hermes_proxy.ledger.base import usd_text
 from hermes_proxy.sse import DONE, encode_event
 
-REQUEST_ID = "request_id"
 request_log = logging.getLogger("hermes_proxy.requests")
 READY_TIMEOUT_S = 3.0
 #: extra readiness probes (name -> async callable), e.g. the shared rate limiter
