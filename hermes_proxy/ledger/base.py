@@ -53,7 +53,8 @@ NANO = Decimal("1e-9")
 ZERO = Decimal(0)
 BUCKET = timedelta(hours=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-STATUSES: tuple[str, ...] = ("ok", "upstream_error", "client_disconnected", "error", "cancelled")
+#: how a request can end, checked when it is settled; rows already stored are read back whatever their status says
+STATUSES: tuple[str, ...] = ("ok", "upstream_error", "client_disconnected", "error")
 SPEND_GROUPS: tuple[str, ...] = ("team", "day", "model", "key", "route", "status")
 
 Clock = Callable[[], datetime]
