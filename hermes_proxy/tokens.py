@@ -66,7 +66,7 @@ import tiktoken
 
 from hermes_proxy.config import TokensConfig
 from hermes_proxy.errors import ConfigError
-from hermes_proxy.reasoning import DEEP_THINKING_PROMPT
+from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT, EMPTY_THINK, THINK_CLOSE, THINK_OPEN
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -83,7 +83,7 @@ SEGMENT_CACHE_SIZE = 1024
 SEGMENT_CACHE_MAX_CHARS = 32_768
 _SPECIAL_LIKE = re.compile(r"<\|[^|<>\s]{1,64}\|>")
 DEFAULT_SYSTEM_PROMPT = "You are Hermes, created by Nous Research."
-THINKING_SYSTEM_PROMPT = DEEP_THINKING_PROMPT  # one source of truth, in reasoning.py
+THINKING_SYSTEM_PROMPT = DEEP_THINKING_PROMPT  # one source of truth, in reasoning/prompts.py
 SYSTEM_PROMPT_SEPARATOR = "\n\n"  # between the proxy's injected prompt and the caller's system message
 
 BOS = "<|begin_of_text|>"
@@ -99,7 +99,6 @@ TOOLS_POSTAMBLE = (  # UNCONFIRMED text
 )
 TOOL_RESULT_ROLE = "tool"  # UNCONFIRMED: may be "user" in the real template (same token count)
 ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system role; the template knows only "system"
-EMPTY_THINK = "<think> </think>"
 
 
 def _header(role: str) -> str:
@@ -145,7 +144,7 @@ def _assistant_text(message: Mapping[str, Any], *, thinking: bool) -> str:
     text = content_text(message.get("content"))
     if thinking:
         # The template keeps only what follows </think>; history without it is sent as '<think> </think>' + text.
-        text = EMPTY_THINK + (text.split("</think>", 1)[1] if "</think>" in text else text)
+        text = EMPTY_THINK + (text.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in text else text)
     calls = message.get("tool_calls")
     if isinstance(calls, list) and calls:
         rendered = "\n".join(render_tool_call(c) for c in calls if isinstance(c, Mapping))
@@ -218,7 +217,7 @@ def render_completion(
     reasoning: str, content: str, tool_calls: Iterable[Mapping[str, Any]] | None = None
 ) -> tuple[str, str]:
     """(the whole generated text, its think block) as the model wrote them, ``<|eot_id|>`` included."""
-    think = f"<think>\n{reasoning}\n</think>\n" if reasoning else ""
+    think = f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n" if reasoning else ""
     body = content
     calls = [render_tool_call(c) for c in tool_calls or () if isinstance(c, Mapping)]
     if calls:

@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-DEEP_THINKING_MARK = "You are a deep thinking AI"
+from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT
+
 REASONING = "The user wants a greeting. A short, friendly answer fits."
 ANSWER = "Hello! How can I help you today?"
 
@@ -54,7 +55,7 @@ class Script:
             return True
         if self.dialect == "openrouter" and (body.get("reasoning") or {}).get("enabled"):
             return True
-        return any(DEEP_THINKING_MARK in str(m.get("content")) for m in body.get("messages", [])
+        return any(DEEP_THINKING_PROMPT in str(m.get("content")) for m in body.get("messages", [])
                    if m.get("role") == "system")
 
 

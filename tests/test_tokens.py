@@ -26,6 +26,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 import hermes_proxy.tokens as tokens_module
 from hermes_proxy.config import TokensConfig
 from hermes_proxy.errors import ConfigError
+from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT
 from hermes_proxy.tokens import TokenCounter, load_token_counter
 
 # --- an independent reference: cl100k ranks + Llama 3 specials, and the template assembled by hand -----------------
@@ -40,12 +41,7 @@ SPECIALS = {
     "<|end_header_id|>": 128007, "<|eom_id|>": 128008, "<|eot_id|>": 128009, "<|python_tag|>": 128010,
 }
 HERMES = "You are Hermes, created by Nous Research."
-DEEP = (
-    "You are a deep thinking AI, you may use extremely long chains of thought to deeply consider the problem and "
-    "deliberate with yourself via systematic reasoning processes to help come to a correct solution prior to "
-    "answering. You should enclose your thoughts and internal monologue inside <think> </think> tags, and then "
-    "provide your solution or response to the problem."
-)
+DEEP = DEEP_THINKING_PROMPT
 
 ENGLISH = ("The quick brown fox jumps over the lazy dog. It's 2025, and budgets aren't optional anymore!\n\n"
            "Reasoning models spend thousands of tokens before they answer.")
