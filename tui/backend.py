@@ -100,6 +100,16 @@ class BackendError(Exception):
         return f"BackendError({self.message!r}, kind={self.kind!r})"
 
 
+def unexpected_error(exc: BaseException) -> BackendError:
+    """A failure that is not a :class:`BackendError` (a bug, a broken backend), as one the chat can show."""
+    return exc if isinstance(exc, BackendError) else BackendError(f"{type(exc).__name__}: {exc}", "other")
+
+
+def error_kind(value: str | None) -> ErrorKind:
+    """A stored error kind read back; anything unknown is ``"other"``."""
+    return next((kind for kind in ERROR_KINDS if kind == value), "other")
+
+
 class ChatBackend(Protocol):
     label: str  # shown in the header, e.g. "in-process · demo upstream (SIMULATED)" or "http://127.0.0.1:8787"
     simulated: bool

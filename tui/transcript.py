@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from tui.backend import format_tokens, format_usd
 from tui.store import Conversation, StoredMessage
+
+TITLE_LENGTH = 60
+
+
+def conversation_title(text: str) -> str:
+    """A new conversation's title: its first message on one line, cut at :data:`TITLE_LENGTH` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def slugify(title: str) -> str:
+    """A file name for a conversation's title."""
+    slug = re.sub(r"[^\w-]+", "-", title.lower()).strip("-")
+    return slug[:50] or "conversation"
 
 
 def chat_messages(system_prompt: str, history: Sequence[StoredMessage]) -> list[dict[str, Any]]:
@@ -40,6 +55,20 @@ def usage_line(message: StoredMessage) -> str:
     if message.cost_usd is not None:
         parts.append(f"{approx}{format_usd(message.cost_usd)}")
     return " · ".join(parts)
+
+
+def message_meta(message: StoredMessage) -> str:
+    """The line under a saved answer: its usage and, when it did not simply finish, how it ended."""
+    parts = [usage_line(message)]
+    if message.status == "stopped":
+        parts.append("stopped")
+    elif message.status == "streaming":
+        parts.append("interrupted")
+    elif message.status == "error":
+        parts.append("failed")
+    if message.finish_reason == "length":
+        parts.append("cut off at max tokens")
+    return " · ".join(p for p in parts if p)
 
 
 def to_markdown(conversation: Conversation, history: Sequence[StoredMessage]) -> str:

@@ -1,17 +1,16 @@
 """The chat: conversation list, messages, prompt, reasoning switch and live numbers.
 
-One reply streams at a time, in a worker. Stopping it (Esc / ctrl+c) cancels the worker: the backend stops the
-reply and bills what arrived, and the partial answer is kept, saved and marked stopped. Whatever goes wrong is shown
-in the conversation and as a notification; the store is written before the screen is touched, so nothing is lost.
+One reply streams at a time, in a worker. The reply itself (streaming, live numbers, stopping, saving) is a
+:class:`~tui.reply.Reply`; this screen draws it. Stopping it (Esc / ctrl+c) keeps and saves the partial answer, marked
+stopped; the backend bills what arrived. Whatever goes wrong is shown in the conversation and as a notification; the
+store is written before the screen is touched, so nothing is lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,16 +36,18 @@ from tui.backend import (
     ReasoningDelta,
     Started,
     StreamEvent,
+    error_kind,
     error_title,
-    estimate_prompt_tokens,
+    unexpected_error,
 )
 from tui.meter import ReplyMeter
+from tui.reply import Reply, ReplyResult
 from tui.screens.dialogs import ConfirmScreen, TextPromptScreen
 from tui.screens.help import HelpScreen
 from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import SHOW_REASONING_HELP, ChatSettings, ShowReasoning
-from tui.store import Conversation, MessageStatus, Store, StoredMessage
-from tui.transcript import chat_messages, to_markdown, usage_line
+from tui.store import Conversation, Store
+from tui.transcript import chat_messages, conversation_title, message_meta, slugify, to_markdown
 from tui.widgets.conversation_list import ConversationList, Sidebar
 from tui.widgets.header import ChatHeader
 from tui.widgets.messages import AssistantMessage, NoteMessage, UserMessage, error_note
@@ -56,53 +57,9 @@ from tui.widgets.status import ModelButton, ReasoningSwitch, Totals, UsageBar
 if TYPE_CHECKING:
     from tui.app import HermesChatApp
 
-TITLE_LENGTH = 60
 NARROW = 90  # below this many columns the conversation list starts hidden (ctrl+b shows it)
-
-
-@dataclass(eq=False)
-class Reply:
-    """The reply being streamed."""
-
-    conversation_id: int
-    message_id: int
-    model: str
-    reasoning_on: bool
-    view: AssistantMessage
-    meter: ReplyMeter
-    chat_cost_before: Decimal
-    worker: Worker[None] | None = None
-    content: str = ""
-    reasoning: str = ""
-    started: bool = False
-    finish_reason: str | None = None
-    status: MessageStatus = "streaming"
-    error: BackendError | None = None
-    saved: bool = False
-    finalized: bool = False
-
-
-def conversation_title(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
-
-
-def slugify(title: str) -> str:
-    slug = re.sub(r"[^\w-]+", "-", title.lower()).strip("-")
-    return slug[:50] or "conversation"
-
-
-def message_meta(message: StoredMessage) -> str:
-    parts = [usage_line(message)]
-    if message.status == "stopped":
-        parts.append("stopped")
-    elif message.status == "streaming":
-        parts.append("interrupted")
-    elif message.status == "error":
-        parts.append("failed")
-    if message.finish_reason == "length":
-        parts.append("cut off at max tokens")
-    return " · ".join(p for p in parts if p)
+STATE_TEXT = {"waiting": "● waiting…", "thinking": "● thinking", "answering": "● answering"}
+END_TEXT = {"complete": "done", "stopped": "stopped", "error": "failed"}
 
 
 class ChatScreen(Screen[None]):
@@ -139,7 +96,10 @@ class ChatScreen(Screen[None]):
         self.budget: BudgetInfo | None = None
         self.conversation: Conversation | None = None
         self.draft_system_prompt = ""
-        self.reply: Reply | None = None
+        self.reply: Reply | None = None  # the reply streaming, until its end is drawn
+        self._reply_view: AssistantMessage | None = None
+        self._reply_worker: Worker[None] | None = None
+        self._reply_drawn = False  # the end of the reply is being drawn: Esc no longer stops it
         self.last_meter: ReplyMeter | None = None
         self._sidebar_chosen = False  # the user toggled it: stop hiding/showing it with the width
         self.set_reactive(ChatScreen.reasoning_on, settings.reasoning)
@@ -191,7 +151,7 @@ class ChatScreen(Screen[None]):
             self._connection_failed(exc)
             return
         except Exception as exc:  # the backend could not be built at all: say so, keep the saved chats usable
-            self._connection_failed(BackendError(f"{type(exc).__name__}: {exc}", "other"))
+            self._connection_failed(unexpected_error(exc))
             return
         self.backend = backend
         header.backend_label = backend.label
@@ -209,7 +169,7 @@ class ChatScreen(Screen[None]):
         try:
             models = await self.backend.models()
         except Exception as exc:
-            error = exc if isinstance(exc, BackendError) else BackendError(f"{type(exc).__name__}: {exc}", "other")
+            error = unexpected_error(exc)
             self.models_error = error
             self.notify(f"Cannot list the models: {error.message}", title=error_title(error.kind), severity="error",
                         timeout=8)
@@ -310,9 +270,7 @@ class ChatScreen(Screen[None]):
                     message_id=message.id,
                 ))
             if message.status == "error":
-                kind = message.error_kind if message.error_kind in ("budget", "auth", "upstream", "network",
-                                                                     "invalid") else "other"
-                widgets.append(error_note(message.error or "unknown error", kind))  # type: ignore[arg-type]
+                widgets.append(error_note(message.error or "unknown error", error_kind(message.error_kind)))
         if self.connection_error is not None and not history:
             widgets.append(error_note(self.connection_error.message, self.connection_error.kind))
         await container.mount_all(widgets)
@@ -399,155 +357,101 @@ class ChatScreen(Screen[None]):
                 conversation_title(text), model=model, system_prompt=self.draft_system_prompt)
             self.query_one(ChatHeader).chat_title = self.conversation.title
         conversation = self.conversation
-        chat_cost_before = self.store.conversation_cost(conversation.id)
         user_row = self.store.add_message(conversation.id, "user", text)
         messages = chat_messages(conversation.system_prompt, self.store.messages(conversation.id))
-        row = self.store.add_message(conversation.id, "assistant", "", model=model, reasoning_on=self.reasoning_on,
-                                     status="streaming")
-
         info = self.models.get(model)
+        reply = Reply.begin(backend=self.backend, store=self.store, conversation_id=conversation.id,
+                            messages=messages, model=model, reasoning=self.reasoning_on, model_info=info,
+                            clock=self.monotonic)
+
         container = self.query_one("#conversation", VerticalScroll)
         for note in container.query(".welcome"):
             await note.remove()
         view = AssistantMessage(
             label=self._reply_label(model, info.upstream if info else None, info.simulated if info else False),
-            mode=self.settings.show_reasoning, streaming=True, message_id=row.id,
+            mode=self.settings.show_reasoning, streaming=True, message_id=reply.message_id,
         )
         await container.mount_all([UserMessage(text, message_id=user_row.id), view])
         container.anchor()
-        reply = Reply(
-            conversation_id=conversation.id, message_id=row.id, model=model, reasoning_on=self.reasoning_on,
-            view=view, meter=ReplyMeter(info, estimate_prompt_tokens(messages), self.monotonic),
-            chat_cost_before=chat_cost_before,
-        )
-        self.reply = reply
+        self.reply, self._reply_view, self._reply_drawn = reply, view, False
         self.refresh_usage()
         self.refresh_bindings()
         self.refresh_conversations()
-        reply.worker = self.run_worker(self._stream(reply, messages), name="reply", group="reply",
-                                       exit_on_error=False)
+        self._reply_worker = self.run_worker(self._stream(reply, view), name="reply", group="reply",
+                                             exit_on_error=False)
 
-    async def _stream(self, reply: Reply, messages: list[dict[str, Any]]) -> None:
-        assert self.backend is not None
-        stream = self.backend.stream(model=reply.model, messages=messages, reasoning=reply.reasoning_on)
-        try:
-            async for event in stream:
-                await self._apply(reply, event)
-            reply.status = "complete"
-        except asyncio.CancelledError:
-            reply.status = "stopped"
-        except BackendError as exc:
-            reply.status, reply.error = "error", exc
-        except Exception as exc:  # a bug or an unexpected failure: show it, never crash the chat
-            reply.status, reply.error = "error", BackendError(f"{type(exc).__name__}: {exc}", "other")
-        self._save_reply(reply)
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            with suppress(Exception):
-                await aclose()
-        await self._finish_reply(reply)
+    async def _stream(self, reply: Reply, view: AssistantMessage) -> None:
+        async def draw(event: StreamEvent) -> None:
+            await self._draw(reply, view, event)
 
-    async def _apply(self, reply: Reply, event: StreamEvent) -> None:
-        meter = reply.meter
+        result = await reply.run(draw)
+        await self._finish_reply(reply, view, result)
+
+    async def _draw(self, reply: Reply, view: AssistantMessage, event: StreamEvent) -> None:
+        """Show one event of the reply; the reply has already taken it into account."""
         if isinstance(event, Started):
-            reply.started = True
-            meter.on_started(event)
-            reply.view.set_label(self._reply_label(event.model_label, simulated=event.simulated))
+            view.set_label(self._reply_label(event.model_label, simulated=event.simulated))
             if event.budget is not None:
                 self.budget = event.budget
-            if event.reasoning is not None and event.reasoning != reply.reasoning_on:
-                self.notify(f"The gateway turned reasoning {'on' if event.reasoning else 'off'} for this reply "
-                            "(team policy).", severity="warning")
+            if reply.reasoning_overridden:
+                self.notify(f"The gateway turned reasoning {'on' if reply.reasoning_applied else 'off'} for this "
+                            "reply (team policy).", severity="warning")
         elif isinstance(event, ReasoningDelta):
-            reply.reasoning += event.text
-            meter.on_reasoning(event.text)
-            await reply.view.append_reasoning(event.text, tokens=meter.reasoning_tokens)
+            await view.append_reasoning(event.text, tokens=reply.meter.reasoning_tokens)
         elif isinstance(event, ContentDelta):
-            reply.content += event.text
-            meter.on_content(event.text)
-            await reply.view.append_content(event.text)
-        elif isinstance(event, Finished):
-            meter.on_finished(event)
-            reply.finish_reason = event.finish_reason
-            if event.budget is not None:
-                self.budget = event.budget
+            await view.append_content(event.text)
+        elif isinstance(event, Finished) and event.budget is not None:
+            self.budget = event.budget
         self.refresh_usage()
 
-    def _save_reply(self, reply: Reply) -> None:
-        """Record how the reply ended. Runs before any await, so a stop or an exit never loses it."""
-        if reply.saved:
+    async def _finish_reply(self, reply: Reply, view: AssistantMessage, result: ReplyResult) -> None:
+        """Draw how the reply ended (it is saved already)."""
+        if self._reply_drawn or reply is not self.reply:
             return
-        reply.saved = True
-        meter = reply.meter
-        counted = reply.started or meter.finished is not None or bool(reply.content or reply.reasoning)
-        self.store.finish_message(
-            reply.message_id,
-            content=reply.content,
-            reasoning=reply.reasoning,
-            status=reply.status,
-            prompt_tokens=meter.prompt_tokens if counted else None,
-            completion_tokens=meter.completion_tokens if counted else None,
-            reasoning_tokens=meter.reasoning_tokens if counted else None,
-            cost_usd=meter.cost_usd if counted else None,
-            estimated=meter.estimated or meter.cost_estimated,
-            finish_reason=reply.finish_reason,
-            error=reply.error.message if reply.error else None,
-            error_kind=reply.error.kind if reply.error else None,
-        )
-
-    async def _finish_reply(self, reply: Reply) -> None:
-        if reply.finalized:
-            return
-        reply.finalized = True  # from here on, Esc no longer cancels the worker (see check_action)
-        self._save_reply(reply)
-        stored = self.store.message(reply.message_id)
+        self._reply_drawn = True  # from here on, Esc no longer stops the reply (see check_action)
+        stored = result.message
         self.last_meter = reply.meter if stored.completion_tokens is not None else None
         try:
-            await reply.view.finish(reasoning_tokens=stored.reasoning_tokens, estimated=stored.estimated,
-                                    meta=message_meta(stored))
-            if not (reply.content or reply.reasoning) and reply.status == "error":
-                reply.view.display = False  # nothing arrived: the error note says it all
-            if reply.error is not None:
+            await view.finish(reasoning_tokens=stored.reasoning_tokens, estimated=stored.estimated,
+                              meta=message_meta(stored))
+            if not (reply.content or reply.reasoning) and result.failed:
+                view.display = False  # nothing arrived: the error note says it all
+            if result.error is not None:
                 container = self.query_one("#conversation", VerticalScroll)
-                await container.mount(error_note(reply.error.message, reply.error.kind))
+                await container.mount(error_note(result.error.message, result.error.kind))
         except Exception as exc:  # the reply is saved; a failure to draw it must not take the chat down
             self.reply = None
             if self.is_attached and self.app.is_running:
                 self.notify(f"Cannot show the end of the reply: {exc}", severity="error")
             return
-        if reply.error is not None:
-            self.notify(reply.error.message, title=error_title(reply.error.kind), severity="error", timeout=8)
-        elif reply.status == "stopped":
+        if result.error is not None:
+            self.notify(result.error.message, title=error_title(result.error.kind), severity="error", timeout=8)
+        elif result.status == "stopped":
             self.notify("Reply stopped: what arrived is kept and saved.", timeout=3)
         await self._refresh_budget()
         self.reply = None  # last: until here the reply is still "in progress" (no new send, Esc does nothing)
-        state = {"complete": "done", "stopped": "stopped", "error": "failed"}.get(reply.status, reply.status)
-        self.refresh_usage(state=state)
+        self.refresh_usage(state=END_TEXT[result.status])
         self.refresh_bindings()
         self.refresh_conversations()
 
     async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A reply cancelled before its worker ever ran still has to be recorded as stopped."""
-        reply = self.reply
-        if reply is None or event.worker is not reply.worker or reply.finalized:
+        """A reply whose worker was cancelled or failed outside the reply still has its end saved and drawn."""
+        reply, view = self.reply, self._reply_view
+        if reply is None or view is None or event.worker is not self._reply_worker or self._reply_drawn:
             return
         if event.state in (WorkerState.CANCELLED, WorkerState.ERROR):
-            reply.status = "stopped" if event.state == WorkerState.CANCELLED else "error"
-            if event.state == WorkerState.ERROR and reply.error is None:
-                reply.error = BackendError(str(event.worker.error), "other")
-            await self._finish_reply(reply)
+            if event.state == WorkerState.CANCELLED:
+                result = reply.end("stopped")
+            else:
+                result = reply.end("error", BackendError(str(event.worker.error), "other"))
+            await self._finish_reply(reply, view, result)
 
     def refresh_usage(self, *, state: str | None = None) -> None:
         reply = self.reply
         if reply is not None:
             meter: ReplyMeter | None = reply.meter
-            if not reply.started and meter is not None and meter.first_token_at is None:
-                state = "● waiting…"
-            elif reply.reasoning and not reply.content:
-                state = "● thinking"
-            else:
-                state = "● answering"
-            chat_cost: Decimal | None = reply.chat_cost_before + (reply.meter.cost_usd or Decimal(0))
+            state = STATE_TEXT[reply.phase]
+            chat_cost: Decimal | None = reply.chat_cost
         else:
             meter = self.last_meter
             if state is None:
@@ -567,13 +471,12 @@ class ChatScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return self.reply is not None and not self.reply.finalized
+            return self.reply is not None and not self._reply_drawn
         return True
 
     def action_stop(self) -> None:
-        reply = self.reply
-        if reply is not None and reply.worker is not None and not reply.finalized:
-            reply.worker.cancel()
+        if self.reply is not None and not self._reply_drawn:
+            self.reply.stop()
 
     def action_toggle_reasoning(self) -> None:
         self.reasoning_on = not self.reasoning_on
