@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,9 +21,11 @@ from hermes_proxy.ratelimit import (
     RateLimiter,
     RateLimiterUnavailable,
     RedisRateLimiter,
-    format_reset,
+    format_duration,
     open_rate_limiter,
 )
+from hermes_proxy.ratelimit.redis import lua_script
+from hermes_proxy.retry_after import parse_retry_after, retry_after_seconds, wait_ms
 from policies.types import RateLimitRule, TeamPolicy
 
 REDIS_URL = os.environ.get("HERMES_TEST_REDIS_URL")
@@ -277,10 +282,10 @@ async def test_header_formats(limiter: RateLimiter) -> None:
                "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"))
 
 
-def test_format_reset() -> None:
+def test_format_duration() -> None:
     cases = {0: "0s", -3: "0s", 0.0004: "0s", 0.012: "12ms", 0.9994: "999ms", 1: "1s", 1.5: "1.5s", 59.2: "59.2s",
              59.9996: "1m0s", 60: "1m0s", 90.25: "1m30.25s", 360: "6m0s", 3600: "1h0m0s", 3725.5: "1h2m5.5s"}
-    assert {k: format_reset(k) for k in cases} == cases
+    assert {k: format_duration(k) for k in cases} == cases
 
 
 async def test_in_process_forgets_idle_scopes() -> None:
@@ -388,3 +393,71 @@ async def test_redis_rebuilds_a_lost_token_sum() -> None:
             await client.delete(*keys)
         await client.aclose()
         await limiter.close()
+
+
+def test_retry_after_is_whole_seconds_rounded_up_forgiving_float_noise() -> None:
+    assert [retry_after_seconds(s) for s in (0, 0.001, 1.0, 1.0000001, 1.001, 59.5)] == [1, 1, 1, 1, 2, 60]
+    assert [wait_ms(s) for s in (0, 0.0001, 0.1, 0.1000000001, 0.1011)] == [1, 1, 100, 100, 102]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0),
+                                                 ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None)])
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_reads_a_future_http_date() -> None:
+    from email.utils import formatdate
+    from time import time
+
+    waited = parse_retry_after(formatdate(time() + 120, usegmt=True))
+    assert waited is not None and 110 < waited <= 120
+
+
+def test_lua_scripts_load_with_the_common_helpers_in_front() -> None:
+    admit, record = lua_script("admit.lua"), lua_script("record.lua")
+    for script in (admit, record):
+        assert script.startswith("-- Helpers shared by admit.lua and record.lua")
+        assert "local function token_sum(" in script and script.count("local function clock(") == 1
+    assert "redis.call('ZADD', rk, score, id)" in admit
+    assert "redis.call('INCRBY', sk, tokens)" in record
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_lua_scripts_ship_in_a_non_editable_build(tmp_path: Path) -> None:
+    """setuptools builds the packages the way a wheel gets them (package-data included) into a fresh directory; a
+    Python that imports hermes_proxy from there, not from the source tree, builds a Redis limiter and reads the
+    scripts."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
+    readme = ROOT / "README.md"
+    if readme.exists():
+        (source / "README.md").write_bytes(readme.read_bytes())
+    for package in ("hermes_proxy", "policies", "tui"):
+        _copy_tree(ROOT / package, source / package)
+    build = tmp_path / "lib"
+    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py",
+                    "--build-lib", str(build)], cwd=source, check=True, capture_output=True)
+    shipped = sorted(p.name for p in (build / "hermes_proxy" / "ratelimit").glob("*.lua"))
+    assert shipped == sorted(p.name for p in (ROOT / "hermes_proxy" / "ratelimit").glob("*.lua"))
+    assert shipped == ["admit.lua", "common.lua", "record.lua"]
+    probe = ("import hermes_proxy.ratelimit as rl, pathlib, sys;"
+             "assert pathlib.Path(rl.__file__).is_relative_to(sys.argv[1]), rl.__file__;"
+             "limiter = rl.RedisRateLimiter('redis://127.0.0.1:1/0');"
+             "print(len(limiter._admit_script.script), len(limiter._record_script.script))")
+    result = subprocess.run([sys.executable, "-c", probe, str(build)], cwd=tmp_path, check=True,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(build)})
+    admit_len, record_len = map(int, result.stdout.split())
+    assert admit_len == len(lua_script("admit.lua")) and record_len == len(lua_script("record.lua"))
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    for path in src.rglob("*"):
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from email.utils import parsedate_to_datetime
-from time import time
 from typing import Any
 
 import aiohttp
@@ -25,6 +23,7 @@ from hermes_proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from hermes_proxy.retry_after import parse_retry_after
 from hermes_proxy.sse import SSEDecoder
 from hermes_proxy.upstreams.base import Chunk, message_to_chunk
 
@@ -182,7 +181,7 @@ class OpenAICompatibleUpstream:
         message = f"HTTP {status}: {self._scrub(message)}"
         if status == 429 or status >= 500:
             return UpstreamOverloaded(self.name, message, upstream_status=status,
-                                      retry_after=_retry_after(response.headers.get("Retry-After")))
+                                      retry_after=parse_retry_after(response.headers.get("Retry-After")))
         if status in (401, 403):
             return UpstreamRejected(self.name, f"{message} (check the upstream's api key in ${self.config.api_key_env})",
                                     upstream_status=status)
@@ -227,17 +226,3 @@ def _error_message(body: Any) -> tuple[str, int | None]:
     with contextlib.suppress(TypeError, ValueError):
         status = int(code) if code is not None and not isinstance(code, bool) else None
     return message, status
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(parsedate_to_datetime(value).timestamp() - time(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
