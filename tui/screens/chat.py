@@ -13,13 +13,12 @@ from contextlib import suppress
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -36,7 +35,6 @@ from tui.backend import (
     ReasoningDelta,
     Started,
     StreamEvent,
-    error_kind,
     error_title,
     unexpected_error,
 )
@@ -48,9 +46,10 @@ from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import SHOW_REASONING_HELP, ChatSettings, ShowReasoning
 from tui.store import Conversation, Store
 from tui.transcript import chat_messages, conversation_title, message_meta, slugify, to_markdown
+from tui.widgets.conversation import ConversationView, reply_label, stored_label
 from tui.widgets.conversation_list import ConversationList, Sidebar
 from tui.widgets.header import ChatHeader
-from tui.widgets.messages import AssistantMessage, NoteMessage, UserMessage, error_note
+from tui.widgets.messages import AssistantMessage, UserMessage
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status import ModelButton, ReasoningSwitch, Totals, UsageBar
 
@@ -115,7 +114,7 @@ class ChatScreen(Screen[None]):
         with Horizontal(id="body"):
             yield Sidebar(id="sidebar")
             with Vertical(id="main"):
-                yield VerticalScroll(id="conversation", can_focus=True)
+                yield ConversationView(id="conversation")
                 with Horizontal(id="controls"):
                     yield ReasoningSwitch(self.reasoning_on, id="reasoning-toggle")
                     yield ModelButton(id="model-button")
@@ -132,8 +131,7 @@ class ChatScreen(Screen[None]):
         return f"{send} send · {newline} newline · F1 help"
 
     async def on_mount(self) -> None:
-        conversation = self.query_one("#conversation", VerticalScroll)
-        conversation.anchor()
+        self.query_one(ConversationView).anchor()
         self.query_one(PromptInput).focus()
         self.refresh_conversations()
         await self.show_conversation()
@@ -189,7 +187,7 @@ class ChatScreen(Screen[None]):
         self.connection_error = error
         self.query_one(ChatHeader).backend_label = "not connected"
         self.refresh_usage(state="not connected")
-        self.query_one("#conversation", VerticalScroll).mount(error_note(error.message, error.kind))
+        self.query_one(ConversationView).add_error(error)
         self.notify(error.message, title=f"Cannot start the chat: {error_title(error.kind)}", severity="error",
                     timeout=10)
 
@@ -215,20 +213,6 @@ class ChatScreen(Screen[None]):
         self.query_one(ModelButton).show(self.model_alias, info.upstream if info else None, simulated)
         self.query_one(ChatHeader).simulated = simulated or bool(self.backend and self.backend.simulated)
 
-    def _reply_label(self, model: str, upstream: str | None = None, simulated: bool = False) -> str:
-        label = f"Hermes · {model}"
-        if upstream:
-            label += f" · {upstream}"
-        if simulated and "simulated" not in label.lower():
-            label += " · SIMULATED"
-        return label
-
-    def _stored_label(self, model: str | None) -> str:
-        info = self.models.get(model) if model else None
-        if info is None:
-            return self._reply_label(model or "unknown model")
-        return self._reply_label(info.alias, info.upstream, info.simulated)
-
     def set_model(self, alias: str) -> None:
         self.model_alias = alias
         if self.conversation is not None:
@@ -244,50 +228,14 @@ class ChatScreen(Screen[None]):
         self.query_one(ConversationList).show(self.store.conversations(sidebar.query_text), current)
 
     async def show_conversation(self) -> None:
-        """Render the current conversation from the store."""
-        container = self.query_one("#conversation", VerticalScroll)
-        await container.remove_children()
-        widgets: list[Any] = []
-        system_prompt = self.conversation.system_prompt if self.conversation else self.draft_system_prompt
-        if system_prompt.strip():
-            widgets.append(self._system_note(system_prompt))
-        history = self.store.messages(self.conversation.id) if self.conversation else []
-        if not history:
-            widgets.append(self._welcome_note())
-        for message in history:
-            if message.role == "user":
-                widgets.append(UserMessage(message.content, message_id=message.id))
-                continue
-            if message.status != "error" or message.content or message.reasoning:
-                widgets.append(AssistantMessage(
-                    label=self._stored_label(message.model),
-                    content=message.content,
-                    reasoning=message.reasoning,
-                    reasoning_tokens=message.reasoning_tokens,
-                    estimated=message.estimated,
-                    meta=message_meta(message),
-                    mode=self.settings.show_reasoning,
-                    message_id=message.id,
-                ))
-            if message.status == "error":
-                widgets.append(error_note(message.error or "unknown error", error_kind(message.error_kind)))
-        if self.connection_error is not None and not history:
-            widgets.append(error_note(self.connection_error.message, self.connection_error.kind))
-        await container.mount_all(widgets)
-        container.anchor()
-        self.query_one(ChatHeader).chat_title = self.conversation.title if self.conversation else "New chat"
-
-    def _welcome_note(self) -> NoteMessage:
-        text = Text.assemble(
-            ("Ask Hermes anything.", "bold"), "\n",
-            "ctrl+r or the switch below turns reasoning on/off for the next message · "
-            "ctrl+o saved chats · ctrl+p every command · F1 keys",
-        )
-        return NoteMessage(text, classes="welcome")
-
-    def _system_note(self, system_prompt: str) -> NoteMessage:
-        text = Text.assemble(("System prompt: ", "bold"), system_prompt.strip(), ("  (F4 to edit)", "dim"))
-        return NoteMessage(text, classes="system-note")
+        """Draw the current conversation from the store."""
+        conversation = self.conversation
+        await self.query_one(ConversationView).show(
+            self.store.messages(conversation.id) if conversation else [],
+            system_prompt=conversation.system_prompt if conversation else self.draft_system_prompt,
+            label=lambda model: stored_label(model, self.models), mode=self.settings.show_reasoning,
+            connection_error=self.connection_error)
+        self.query_one(ChatHeader).chat_title = conversation.title if conversation else "New chat"
 
     async def open_conversation(self, conversation_id: int) -> None:
         if self.reply is not None:
@@ -364,15 +312,11 @@ class ChatScreen(Screen[None]):
                             messages=messages, model=model, reasoning=self.reasoning_on, model_info=info,
                             clock=self.monotonic)
 
-        container = self.query_one("#conversation", VerticalScroll)
-        for note in container.query(".welcome"):
-            await note.remove()
         view = AssistantMessage(
-            label=self._reply_label(model, info.upstream if info else None, info.simulated if info else False),
+            label=reply_label(model, info.upstream if info else None, info.simulated if info else False),
             mode=self.settings.show_reasoning, streaming=True, message_id=reply.message_id,
         )
-        await container.mount_all([UserMessage(text, message_id=user_row.id), view])
-        container.anchor()
+        await self.query_one(ConversationView).add_turn(UserMessage(text, message_id=user_row.id), view)
         self.reply, self._reply_view, self._reply_drawn = reply, view, False
         self.refresh_usage()
         self.refresh_bindings()
@@ -390,7 +334,7 @@ class ChatScreen(Screen[None]):
     async def _draw(self, reply: Reply, view: AssistantMessage, event: StreamEvent) -> None:
         """Show one event of the reply; the reply has already taken it into account."""
         if isinstance(event, Started):
-            view.set_label(self._reply_label(event.model_label, simulated=event.simulated))
+            view.set_label(reply_label(event.model_label, simulated=event.simulated))
             if event.budget is not None:
                 self.budget = event.budget
             if reply.reasoning_overridden:
@@ -417,8 +361,7 @@ class ChatScreen(Screen[None]):
             if not (reply.content or reply.reasoning) and result.failed:
                 view.display = False  # nothing arrived: the error note says it all
             if result.error is not None:
-                container = self.query_one("#conversation", VerticalScroll)
-                await container.mount(error_note(result.error.message, result.error.kind))
+                await self.query_one(ConversationView).add_error(result.error)
         except Exception as exc:  # the reply is saved; a failure to draw it must not take the chat down
             self.reply = None
             if self.is_attached and self.app.is_running:
@@ -597,11 +540,7 @@ class ChatScreen(Screen[None]):
                 self.conversation = self.store.conversation(self.conversation.id)
             else:
                 self.draft_system_prompt = text
-            container = self.query_one("#conversation", VerticalScroll)
-            for note in container.query(".system-note"):
-                await note.remove()
-            if text.strip():
-                await container.mount(self._system_note(text), before=0)
+            await self.query_one(ConversationView).set_system_prompt(text)
             self.notify("System prompt saved; it applies from the next message." if text.strip()
                         else "System prompt removed.")
 
@@ -644,25 +583,21 @@ class ChatScreen(Screen[None]):
         self.notify(f"Exported to {path}", title="Exported")
         return True
 
-    def _assistant_views(self) -> list[AssistantMessage]:
-        return list(self.query_one("#conversation", VerticalScroll).query(AssistantMessage))
-
     def action_copy_last_answer(self) -> None:
-        for view in reversed(self._assistant_views()):
-            if view.content:
-                self.app.copy_to_clipboard(view.content)
-                self.notify("Answer copied to the clipboard.")
-                return
-        self.notify("No answer to copy yet.", severity="warning")
+        answer = self.query_one(ConversationView).last_answer()
+        if answer is None:
+            self.notify("No answer to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(answer)
+        self.notify("Answer copied to the clipboard.")
 
     def action_copy_last_code(self) -> None:
-        for view in reversed(self._assistant_views()):
-            blocks = view.code_blocks()
-            if blocks:
-                self.app.copy_to_clipboard(blocks[-1])
-                self.notify("Code block copied to the clipboard.")
-                return
-        self.notify("No code block in this conversation.", severity="warning")
+        code = self.query_one(ConversationView).last_code_block()
+        if code is None:
+            self.notify("No code block in this conversation.", severity="warning")
+            return
+        self.app.copy_to_clipboard(code)
+        self.notify("Code block copied to the clipboard.")
 
     def action_reasoning_display(self, mode: str) -> None:
         if mode not in SHOW_REASONING_HELP:
@@ -670,8 +605,7 @@ class ChatScreen(Screen[None]):
         show: ShowReasoning = mode  # type: ignore[assignment]
         self.settings = replace(self.settings, show_reasoning=show)
         self.store.set_setting("show_reasoning", show)
-        for view in self._assistant_views():
-            view.apply_mode(show)
+        self.query_one(ConversationView).apply_mode(show)
         self.notify(f"Reasoning display: {mode} ({SHOW_REASONING_HELP[mode]}).")
 
     def action_help(self) -> None:
