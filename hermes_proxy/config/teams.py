@@ -1,0 +1,85 @@
+"""The ``[teams.NAME]`` sections: budgets, allowed models, reasoning rule, rate limits, into :mod:`policies.types`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hermes_proxy.config import reader as read
+from hermes_proxy.config.types import DEFAULT_TEAM
+from hermes_proxy.errors import ConfigError
+from policies.types import REASONING_RULES, WINDOWS, BudgetRule, RateLimitRule, TeamPolicy
+
+
+def _rate(t: Mapping[str, Any], key: str, where: str) -> RateLimitRule | None:
+    if key not in t:
+        return None
+    r = read.table(t, key, where)
+    w = f"{where}{key}."
+    read.no_unknown(r, w, {"requests_per_minute", "tokens_per_minute"})
+    return RateLimitRule(
+        requests_per_minute=read.integer(r, "requests_per_minute", w, None),
+        tokens_per_minute=read.integer(r, "tokens_per_minute", w, None),
+    )
+
+
+def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...]:
+    result: list[TeamPolicy] = []
+    for name, team in t.items():
+        w = f"teams.{name}."
+        if not isinstance(team, Mapping):
+            raise ConfigError(w[:-1], "must be a table")
+        read.no_unknown(team, w, {"budgets", "models", "reasoning", "max_tokens", "timezone", "rate_limits",
+                              "key_rate_limits", "key_limit_usd"})
+        budgets_raw = team.get("budgets", [])
+        if not isinstance(budgets_raw, list):
+            raise ConfigError(w + "budgets", "must be an array of { window, limit_usd, soft_limit_usd }")
+        budgets: list[BudgetRule] = []
+        for index, b in enumerate(budgets_raw):
+            bw = f"{w}budgets[{index}]."
+            if not isinstance(b, Mapping):
+                raise ConfigError(bw[:-1], "must be a table { window, limit_usd, soft_limit_usd }")
+            read.no_unknown(b, bw, {"window", "limit_usd", "soft_limit_usd"})
+            window = read.text(b, "window", bw)
+            if window not in WINDOWS:
+                raise ConfigError(bw + "window", f"must be one of {', '.join(WINDOWS)}; got {window!r}")
+            if any(existing.window == window for existing in budgets):
+                raise ConfigError(bw + "window", f"duplicate {window} budget")
+            limit = read.usd(b, "limit_usd", bw)
+            if limit is None:
+                raise ConfigError(bw + "limit_usd", "is required")
+            soft = read.usd(b, "soft_limit_usd", bw)
+            if soft is not None and soft > limit:
+                raise ConfigError(bw + "soft_limit_usd", f"({soft}) must not exceed limit_usd ({limit})")
+            budgets.append(BudgetRule(window=window, limit_usd=limit, soft_limit_usd=soft))
+        models = team.get("models")
+        if models is not None:
+            if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+                raise ConfigError(w + "models", "must be an array of model aliases")
+            for m in models:
+                if m not in aliases:
+                    raise ConfigError(w + "models", f"unknown model alias {m!r} (known: {', '.join(sorted(aliases))})")
+        rule = read.text(team, "reasoning", w, "allow")
+        if rule not in REASONING_RULES:
+            raise ConfigError(w + "reasoning", f"must be one of {', '.join(REASONING_RULES)}; got {rule!r}")
+        tz = read.text(team, "timezone", w, "UTC")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(w + "timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
+        result.append(TeamPolicy(
+            name=name,
+            budgets=tuple(budgets),
+            models=tuple(models) if models is not None else None,
+            reasoning="allow" if rule in ("on", "off") else rule,
+            reasoning_default={"on": True, "off": False}.get(rule),
+            max_tokens=read.integer(team, "max_tokens", w, None),
+            timezone=tz,
+            rate_limits=_rate(team, "rate_limits", w),
+            key_rate_limits=_rate(team, "key_rate_limits", w),
+            key_limit_usd=read.usd(team, "key_limit_usd", w),
+        ))
+    if not result:
+        result.append(TeamPolicy(name=DEFAULT_TEAM))
+    return tuple(result)

@@ -1,0 +1,196 @@
+"""The configuration's types: frozen dataclasses, one per TOML section, and the constants their defaults come from.
+
+Built only by :mod:`hermes_proxy.config.sections` (every check lives there); read everywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from hermes_proxy.config.environ import Secret
+from policies.types import TeamPolicy
+
+UpstreamKind = Literal["nous", "openrouter", "vllm", "litellm", "demo"]
+UPSTREAM_KINDS: tuple[str, ...] = ("nous", "openrouter", "vllm", "litellm", "demo")
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "nous": "https://inference-api.nousresearch.com/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+}
+DEFAULT_KEY_ENVS: dict[str, str] = {"nous": "NOUS_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
+#: kinds that cannot work without a key; vllm and litellm need one only when their config names an api_key_env
+KEY_REQUIRED_KINDS: tuple[str, ...] = ("nous", "openrouter")
+DEFAULT_TEAM = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Hermes' recommended sampling, sent when the client omits a field. ``None`` disables a default."""
+
+    temperature: float | None = 0.6
+    top_p: float | None = 0.95
+    top_k: int | None = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    admin_key: Secret | None = None
+    admin_key_env: str = "HERMES_ADMIN_KEY"
+    max_request_bytes: int = 4 * 1024 * 1024
+    shutdown_timeout_s: float = 30.0
+    auth: Literal["keys", "none"] = "keys"
+    metrics_require_admin: bool = False
+    log_prompts: bool = False
+    metrics: bool = True
+    request_log: bool = True
+    #: browser origins allowed to call the API (CORS); empty: no CORS headers at all
+    cors_origins: tuple[str, ...] = ()
+    #: the operator's explicit "yes" to auth = "none" on a non-loopback host
+    allow_public_without_auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    kind: UpstreamKind
+    base_url: str = ""
+    api_key_env: str | None = None
+    api_key: Secret | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 120.0
+    max_retries: int = 2
+    retry_backoff_s: float = 0.25
+    max_connections: int = 200
+    stream_options: bool = True
+    accepts_top_k: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    #: the host's chat template opens <think> itself: with reasoning on, its text starts inside the reasoning
+    prefills_think: bool = False
+    # demo only: pacing like the real service; 0 for no delay
+    first_token_s: float = 0.77
+    tokens_per_s: float = 37.0
+
+    @property
+    def simulated(self) -> bool:
+        """The built-in simulator, not a real model."""
+        return self.kind == "demo"
+
+    @property
+    def needs_key(self) -> bool:
+        """nous and openrouter always; vllm and litellm when the config names an ``api_key_env``; never the demo."""
+        if self.kind == "demo":
+            return False
+        return self.kind in KEY_REQUIRED_KINDS or bool(self.api_key_env)
+
+    @property
+    def missing_key(self) -> bool:
+        """It needs a key and its environment variable is unset: its routes are left out (see Config.usable_routes)."""
+        return self.needs_key and self.api_key is None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to serve a model alias: an upstream and its own model id, with its price."""
+
+    upstream: str
+    model: str
+    input_usd_per_mtok: Decimal | None = None
+    output_usd_per_mtok: Decimal | None = None
+    cached_input_usd_per_mtok: Decimal | None = None
+    gpu_usd_per_hour: Decimal | None = None
+    tokens_per_s: Decimal | None = None
+    prefill_tokens_per_s: Decimal | None = None
+    #: the host enforces a reasoning budget for this model itself (OpenRouter's reasoning.max_tokens)
+    honours_reasoning_budget: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.upstream}:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    alias: str
+    routes: tuple[Route, ...]
+    context_window: int = 131072
+    default_reasoning: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    url: str
+    reservation_ttl_s: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokensConfig:
+    tokenizer_path: Path | None = None
+    hf_repo: str | None = None
+    fetch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitsConfig:
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    team: str = DEFAULT_TEAM
+    model: str | None = None
+    show_reasoning: Literal["auto", "always", "never"] = "auto"
+    newline_key: str = "ctrl+j"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    upstreams: tuple[UpstreamConfig, ...]
+    models: tuple[ModelConfig, ...]
+    teams: tuple[TeamPolicy, ...]
+    ledger: LedgerConfig
+    sampling: Sampling = field(default_factory=Sampling)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    source: Path | None = None
+    is_default: bool = False
+
+    def upstream(self, name: str) -> UpstreamConfig:
+        for upstream in self.upstreams:
+            if upstream.name == name:
+                return upstream
+        raise KeyError(name)
+
+    def model(self, alias: str) -> ModelConfig | None:
+        for model in self.models:
+            if model.alias == alias:
+                return model
+        return None
+
+    def team(self, name: str) -> TeamPolicy | None:
+        for team in self.teams:
+            if team.name == name:
+                return team
+        return None
+
+    @property
+    def simulated_only(self) -> bool:
+        return all(u.kind == "demo" for u in self.upstreams)
+
+    def usable_routes(self, model: ModelConfig) -> tuple[Route, ...]:
+        """The model's routes in order, without those whose upstream's API key is not set (they could only fail)."""
+        return tuple(r for r in model.routes if not self.upstream(r.upstream).missing_key)
+
+    @property
+    def keyless_upstreams(self) -> tuple[UpstreamConfig, ...]:
+        """Upstreams left out because their API key's environment variable is unset."""
+        return tuple(u for u in self.upstreams if u.missing_key and any(
+            r.upstream == u.name for m in self.models for r in m.routes))
