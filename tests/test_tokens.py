@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import hermes_proxy.tokens.encodings as encodings_module
 import httpx
 import pytest
 import respx
@@ -23,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-import hermes_proxy.tokens as tokens_module
 from hermes_proxy.config import TokensConfig
 from hermes_proxy.errors import ConfigError
 from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT
@@ -227,7 +227,7 @@ def test_loading_neither_imports_litellm_nor_touches_the_environment(tmp_path: P
 
 
 def test_no_tokenizer_anywhere_is_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens_module, "cl100k_candidates", lambda: [tmp_path / "nothing-here"])
+    monkeypatch.setattr(encodings_module, "cl100k_candidates", lambda: [tmp_path / "nothing-here"])
     with pytest.raises(ConfigError) as info:
         load_token_counter(TokensConfig(), data_dir=tmp_path)
     assert "tokens.tokenizer_path" in str(info.value) and "nothing-here" in str(info.value)
@@ -236,7 +236,7 @@ def test_no_tokenizer_anywhere_is_a_clear_config_error(tmp_path: Path, monkeypat
 def test_a_corrupt_cl100k_copy_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "bad"
     bad.write_bytes(b"SGVsbG8= 0\n")
-    monkeypatch.setattr(tokens_module, "cl100k_candidates", lambda: [bad])
+    monkeypatch.setattr(encodings_module, "cl100k_candidates", lambda: [bad])
     with pytest.raises(ConfigError, match="checksum mismatch"):
         load_token_counter(TokensConfig(), data_dir=tmp_path)
 
