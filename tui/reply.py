@@ -140,15 +140,17 @@ class Reply:
         self._task = asyncio.current_task()
         stream = None
         cancelled_from_outside = False
+        status: EndStatus
+        error: BackendError | None = None
         try:
             stream = self.backend.stream(model=self.model, messages=self.messages, reasoning=self.reasoning_on)
             async for event in stream:
                 self._apply(event)
                 if on_event is not None:
                     await on_event(event)
-            status, error = "complete", None
+            status = "complete"
         except asyncio.CancelledError:
-            status, error = "stopped", None
+            status = "stopped"
             if self._stop_requested and self._task is not None:
                 self._task.uncancel()
             else:
@@ -159,7 +161,7 @@ class Reply:
             status, error = "error", unexpected_error(exc)
         finally:
             self._task = None
-        result = self.end(status, error)  # type: ignore[arg-type]
+        result = self.end(status, error)
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             with suppress(Exception):
