@@ -23,10 +23,10 @@ from hermes_proxy.errors import (
     internal_error,
     to_openai_error,
 )
-from hermes_proxy.gateway import Gateway
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import Ledger
 from hermes_proxy.metrics import Metrics
+from hermes_proxy.pipeline import Gateway
 from hermes_proxy.pricing import Price, resolve_prices
 from hermes_proxy.ratelimit import RateLimiter, open_rate_limiter
 from hermes_proxy.reload import reload_on_sighup, stop_reloading

@@ -12,8 +12,8 @@ from hermes_proxy.config import Config
 from hermes_proxy.metrics import Metrics
 
 if TYPE_CHECKING:
-    from hermes_proxy.gateway import Gateway
     from hermes_proxy.ledger.base import Ledger
+    from hermes_proxy.pipeline import Gateway
     from hermes_proxy.ratelimit import RateLimiter
 
 

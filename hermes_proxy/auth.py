@@ -10,7 +10,7 @@ from hermes_proxy import keys as keyutil
 from hermes_proxy.appkeys import CONFIG, LEDGER, current_config
 from hermes_proxy.config import Config
 from hermes_proxy.errors import AuthenticationError, NotFound
-from hermes_proxy.gateway import Principal
+from hermes_proxy.pipeline import Principal
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -37,7 +37,7 @@ async def authenticate(request: web.Request) -> Principal:
     if config.server.auth == "none":
         team = config.team(config.chat.team)
         assert team is not None  # config guarantees the chat team exists
-        return Principal(team=team, is_admin=is_admin_token(config, token))
+        return Principal(team=team)
     if not token:
         raise AuthenticationError("You didn't provide an API key. Send it as 'Authorization: Bearer hp-…'.")
     record = await request.app[LEDGER].verify_key(token)

@@ -16,7 +16,7 @@ from aiohttp import web
 from hermes_proxy.appkeys import LEDGER, METRICS, RATE_LIMITER, RUNTIME
 from hermes_proxy.config import Config, load_config
 from hermes_proxy.errors import HermesError
-from hermes_proxy.gateway import Gateway
+from hermes_proxy.pipeline import Gateway
 from hermes_proxy.tokens import TokenCounter
 
 log = logging.getLogger("hermes_proxy.reload")

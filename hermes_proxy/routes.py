@@ -13,7 +13,6 @@ from aiohttp import HttpVersion11, web
 
 from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, REQUEST_ID, current_config, current_gateway
 from hermes_proxy.auth import authenticate, require_admin
-from hermes_proxy.call import ChatCall
 from hermes_proxy.errors import (
     HermesError,
     InvalidRequest,
@@ -22,10 +21,10 @@ from hermes_proxy.errors import (
     UpstreamStreamError,
     to_openai_error,
 )
-from hermes_proxy.gateway import Piece
 from hermes_proxy.json_body import parse_json_body
 from hermes_proxy.ledger.base import usd_text
-from hermes_proxy.sse import DONE, encode_event
+from hermes_proxy.pipeline import ChatCall, Piece
+from hermes_proxy.sse import DONE, KEEPALIVE, encode_event
 
 request_log = logging.getLogger("hermes_proxy.requests")
 READY_TIMEOUT_S = 3.0
@@ -162,6 +161,9 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
     first = True
     try:
         async for piece in call:
+            if piece.keepalive:
+                await response.write(KEEPALIVE)
+                continue
             delta = _delta(piece, first)
             first = False
             await response.write(prefix + b',"choices":[{"index":0,"delta":' + json.dumps(delta, ensure_ascii=False)

@@ -35,6 +35,8 @@ __all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_comment", "encode_event", "
 
 #: The OpenAI end-of-stream marker.
 DONE: bytes = b"data: [DONE]\n\n"
+#: an SSE comment: keeps a quiet stream (hidden reasoning) open through proxies and load balancers
+KEEPALIVE: bytes = b": keep-alive\n\n"
 
 # Compact JSON, non-ASCII kept as UTF-8. A JSONEncoder holds only its (never changed) options: a constant, not state.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -70,3 +70,6 @@ def config_factory() -> Callable[..., Config]:
 
 def environ_without_secrets() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _SECRET_ENVS}
+
+
+from tests.proxy_harness import proxy  # noqa: E402, F401  (the end-to-end fixture, shared by the HTTP tests)

@@ -47,6 +47,10 @@ class Script:
     #: pause between content events (a slow model)
     delay_s: float = 0.0
     tool_call: dict[str, Any] | None = None
+    #: every chunk carries the running usage totals (vLLM with continuous usage stats), the last one the full figures
+    cumulative_usage: bool = False
+    #: the template opened <think> in the generation prompt: with reasoning on the text starts inside the reasoning
+    prefill_think: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
 
@@ -91,7 +95,7 @@ def make_upstream_app(script: Script) -> web.Application:
             if reasoning:
                 message["reasoning"] = reasoning
         else:
-            message["content"] = f"<think>\n{reasoning}\n</think>\n\n{answer}" if reasoning else answer
+            message["content"] = _text(script, reasoning, answer)
         if script.tool_call:
             message["tool_calls"] = [script.tool_call]
             message["content"] = None
@@ -128,9 +132,17 @@ async def _stream(request: web.Request, script: Script, body: dict[str, Any], re
             await send(f": OPENROUTER PROCESSING{newline}{newline}")
         await send(f"data: {json.dumps(obj)}{newline}{newline}")
 
+    sent = 0
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": "up-1", "object": "chat.completion.chunk", "model": body.get("model"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        nonlocal sent
+        body_ = {"id": "up-1", "object": "chat.completion.chunk", "model": body.get("model"),
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if script.cumulative_usage:
+            sent = script.usage["completion_tokens"] if finish else min(sent + 1, script.usage["completion_tokens"])
+            body_["usage"] = {"prompt_tokens": script.usage["prompt_tokens"], "completion_tokens": sent,
+                              "total_tokens": script.usage["prompt_tokens"] + sent}
+        return body_
 
     await event(chunk({"role": "assistant", "content": ""}))
     pieces: list[dict[str, Any]] = []
@@ -138,7 +150,7 @@ async def _stream(request: web.Request, script: Script, body: dict[str, Any], re
         pieces += [{"reasoning": reasoning[i:i + script.piece]} for i in range(0, len(reasoning), script.piece)]
         pieces += [{"content": answer[i:i + script.piece]} for i in range(0, len(answer), script.piece)]
     else:
-        text = f"<think>\n{reasoning}\n</think>\n\n{answer}" if reasoning else answer
+        text = _text(script, reasoning, answer)
         pieces += [{"content": text[i:i + script.piece]} for i in range(0, len(text), script.piece)]
     limit = body.get("max_tokens")
     finish = "stop"
@@ -173,3 +185,12 @@ async def _stream(request: web.Request, script: Script, body: dict[str, Any], re
         await send(f"data: [DONE]{newline}{newline}")
     await response.write_eof()
     return response
+
+
+def _text(script: Script, reasoning: str, answer: str) -> str:
+    """The model's text as a vLLM without a reasoning parser returns it."""
+    if not reasoning:
+        return answer
+    if script.prefill_think:
+        return f"{reasoning}\n</think>\n\n{answer}"
+    return f"<think>\n{reasoning}\n</think>\n\n{answer}"

@@ -12,10 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import hermes_proxy.reasoning as reasoning
-from hermes_proxy.reasoning import upstream_mapping
 from hermes_proxy.reasoning.budget import continuation_payload, forced_answer_payload
-from hermes_proxy.reasoning.decision import REASONING_REQUEST_FIELDS, ReasoningDecision
 from hermes_proxy.reasoning.history import clean_history
 from hermes_proxy.reasoning.prompts import (
     DEEP_THINKING_PROMPT,
@@ -117,10 +114,6 @@ def test_clean_history_flag() -> None:
     assert clean_history([USER, ASSISTANT], empty_think_prefix=False) == [USER, {"role": "assistant", "content": "A"}]
     assert clean_history([USER, ASSISTANT], empty_think_prefix=True)[1] == {"role": "assistant",
                                                                             "content": "<think> </think>A"}
-    for kind in upstream_mapping.UPSTREAM_KINDS:
-        for enabled in (False, True):
-            assert reasoning.clean_history([ASSISTANT], kind, enabled) == clean_history(
-                [ASSISTANT], empty_think_prefix=kind == "vllm" and enabled)
 
 
 def test_continuation_payload_is_kind_neutral() -> None:
@@ -145,14 +138,5 @@ def test_forced_answer_payload_takes_the_reasoning_off_payload() -> None:
     assert "<reasoning>\ncut\n</reasoning>" in out["messages"][0]["content"] and out["messages"][1] is USER
     with pytest.raises(ValueError):
         forced_answer_payload(off, "r", 0)
-    # the per-kind wrapper switches reasoning off first
-    on = upstream_mapping.apply_reasoning({"messages": [SYS, USER]}, "nous", ReasoningDecision(True, "request"))
-    assert reasoning.forced_answer_payload(on, "nous", "r", 5) == forced_answer_payload(
-        {"messages": [SYS, USER]}, "r", 5)
 
 
-def test_request_fields_are_removed_upstream() -> None:
-    body = {f: True for f in REASONING_REQUEST_FIELDS} | {"messages": [USER]}
-    for kind in upstream_mapping.UPSTREAM_KINDS:
-        out = upstream_mapping.apply_reasoning(body, kind, ReasoningDecision(False, "request"))
-        assert not (REASONING_REQUEST_FIELDS - {"reasoning"}) & out.keys()

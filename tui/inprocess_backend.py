@@ -20,9 +20,9 @@ from hermes_proxy.errors import (
     RateLimited,
     UpstreamError,
 )
-from hermes_proxy.gateway import Gateway, Principal
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import Ledger
+from hermes_proxy.pipeline import Gateway, Principal
 from hermes_proxy.pricing import resolve_prices
 from hermes_proxy.tokens import load_token_counter
 from hermes_proxy.upstreams import build_upstream

@@ -6,13 +6,11 @@
 - :mod:`.splitter` - :class:`ThinkSplitter`, the streaming ``<think>`` splitter;
 - :mod:`.shaper` - :class:`OutputShaper`, split pieces to the client's delta fields;
 - :mod:`.history` - earlier assistant turns made safe to resend;
-- :mod:`.budget` - the follow-up request when a reasoning budget is reached;
-- :mod:`.upstream_mapping` - the per-upstream-kind mapping (moving into the upstream dialects).
+- :mod:`.budget` - the follow-up request when a reasoning budget is reached.
 
-This package re-exports the names the rest of the code imported from the former ``reasoning`` module. Three keep
-their former per-kind signatures: ``clean_history``, ``continuation_payload`` and ``forced_answer_payload`` here are
-the ``*_for_kind`` functions of :mod:`.upstream_mapping`; the kind-neutral functions of the same names live in
-:mod:`.history` and :mod:`.budget`.
+How each upstream kind expresses reasoning is its dialect's (:mod:`hermes_proxy.upstreams`).
+
+This package re-exports the names used across the code.
 """
 
 from __future__ import annotations
@@ -40,19 +38,6 @@ from hermes_proxy.reasoning.prompts import (
 )
 from hermes_proxy.reasoning.shaper import OutputShaper
 from hermes_proxy.reasoning.splitter import ThinkSplitter
-from hermes_proxy.reasoning.upstream_mapping import (
-    UPSTREAM_KINDS,
-    apply_reasoning,
-)
-from hermes_proxy.reasoning.upstream_mapping import (
-    clean_history_for_kind as clean_history,
-)
-from hermes_proxy.reasoning.upstream_mapping import (
-    continuation_payload_for_kind as continuation_payload,
-)
-from hermes_proxy.reasoning.upstream_mapping import (
-    forced_answer_payload_for_kind as forced_answer_payload,
-)
 
 __all__ = [
     "DEEP_THINKING_PROMPT",
@@ -64,15 +49,10 @@ __all__ = [
     "REASONING_REQUEST_FIELDS",
     "THINK_CLOSE",
     "THINK_OPEN",
-    "UPSTREAM_KINDS",
     "OutputShaper",
     "ReasoningDecision",
     "ReasoningFormat",
     "ThinkSplitter",
-    "apply_reasoning",
-    "clean_history",
-    "continuation_payload",
-    "forced_answer_payload",
     "has_deep_thinking_prompt",
     "resolve_reasoning",
     "split_model_suffix",

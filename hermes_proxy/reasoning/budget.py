@@ -1,17 +1,17 @@
 """The reasoning budget: the follow-up request once the reasoning so far has reached ``max_reasoning_tokens``.
 
-Both builders are pure and upstream-neutral; which one applies is the upstream kind's choice (today
-:mod:`hermes_proxy.reasoning.upstream_mapping`, next each kind's dialect):
+Both builders are pure and upstream-neutral; which one applies is the route's dialect's choice
+(:meth:`hermes_proxy.upstreams.dialect.Dialect.budget_follow_up`):
 
-- ``vllm``: :func:`continuation_payload` - the same request continuing an assistant message that holds the reasoning so
+- :func:`continuation_payload` (vLLM): the same request continuing an assistant message that holds the reasoning so
   far and a forced ``</think>``, so the model writes its answer right after it (exact budget forcing).
-- ``openrouter``: enforced by OpenRouter itself from ``reasoning.max_tokens``; no follow-up.
-- ``nous``, ``litellm`` (and ``demo``): no message continuation, so :func:`forced_answer_payload`: a second request
-  with reasoning off whose system message carries the reasoning so far and asks for the answer now. It keeps a
-  well-formed conversation (the last turn is still the caller's, no fake user turn and no trailing assistant message
-  whose handling varies by host) and reasoning stays off as the model was trained for. Its costs: the prompt is billed
-  a second time (plus the reasoning, as input tokens), and the answer is only as good as the cut reasoning. With no
-  ``max_tokens`` left, the response ends with the reasoning so far and ``finish_reason: "length"``.
+- :func:`forced_answer_payload` (every other kind, OpenRouter included unless the route says its model honours
+  ``reasoning.max_tokens``): a second request with reasoning off whose system message carries the reasoning so far
+  and asks for the answer now. It keeps a well-formed conversation (the last turn is still the caller's, no fake user
+  turn and no trailing assistant message whose handling varies by host) and reasoning stays off as the model was
+  trained for. Its costs: the prompt is billed a second time (plus the reasoning, as input tokens), and the answer is
+  only as good as the cut reasoning. With no ``max_tokens`` left, the response ends with the reasoning so far and
+  ``finish_reason: "length"``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def forced_answer_payload(reasoning_off_payload: Mapping[str, Any], reasoning_so
     """A second request that asks for the answer given the (cut) reasoning so far. Any upstream.
 
     ``reasoning_off_payload`` is the payload already sent, with reasoning already switched off the upstream's own way
-    (the deep-thinking prompt removed; the caller does it, e.g. with ``apply_reasoning`` and an off decision). The
+    (the deep-thinking prompt removed; the dialect does it). The
     reasoning so far (stripped) is appended to the first system message (or sent as one) with
     :data:`~hermes_proxy.reasoning.prompts.FORCED_ANSWER_NOTE`, and ``max_tokens`` is ``remaining_tokens``
     (``max_completion_tokens`` dropped). Its whole output is answer. Its usage is billed on top of the first

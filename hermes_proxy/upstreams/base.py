@@ -11,17 +11,20 @@ Contract, relied on by the gateway's retry/failover:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hermes_proxy.config import UpstreamConfig
+
+if TYPE_CHECKING:
+    from hermes_proxy.upstreams.dialect import Dialect
 
 Chunk = dict[str, Any]
 
 
 class Upstream(Protocol):
     config: UpstreamConfig
-    #: can continue a final assistant message (vLLM's ``continue_final_message``); used by the reasoning budget
-    supports_continuation: bool
+    #: how this kind is spoken to (request shape, reasoning, history, usage)
+    dialect: Dialect
     #: responses are produced by the built-in simulator, not a real model
     simulated: bool
 

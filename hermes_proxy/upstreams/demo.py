@@ -18,14 +18,15 @@ import codecs
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import tiktoken
 
-from hermes_proxy.config import UpstreamConfig
-from hermes_proxy.reasoning import DEEP_THINKING_PROMPT
+from hermes_proxy.config import Route, UpstreamConfig
+from hermes_proxy.reasoning import DEEP_THINKING_PROMPT, ReasoningDecision
 from hermes_proxy.upstreams.base import Chunk
+from hermes_proxy.upstreams.dialect import Dialect
 
 SIMULATED_SUFFIX = " (simulated)"
 END_OF_TURN_TOKENS = 1  # <|eot_id|>: generated (and counted) when the model stops by itself, not when it is cut
@@ -150,13 +151,23 @@ def plan_completion(text: str, limit: int | None, counter: _Counter) -> tuple[li
     return pieces, finish_reason, completion
 
 
+class DemoDialect(Dialect):
+    """The simulator takes the decision as a plain ``reasoning: bool`` field and thinks in ``<think>``."""
+
+    kind = "demo"
+    thinking_prompt = "none"
+
+    def with_reasoning(self, payload: Mapping[str, Any], decision: ReasoningDecision, route: Route) -> dict[str, Any]:
+        return {**super().with_reasoning(payload, decision, route), "reasoning": decision.enabled}
+
+
 class DemoUpstream:
-    supports_continuation = False
     simulated = True
 
-    def __init__(self, config: UpstreamConfig, counter: _Counter,
+    def __init__(self, config: UpstreamConfig, counter: _Counter, dialect: Dialect | None = None,
                  *, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.config = config
+        self.dialect = dialect or DemoDialect(config)
         self._counter = counter
         self._sleep = sleep
 
@@ -165,6 +176,7 @@ class DemoUpstream:
         return self.config.name
 
     async def chat(self, payload: dict[str, Any], *, stream: bool) -> AsyncIterator[Chunk]:
+        payload = self.dialect.request_body(payload, stream=stream)
         messages = payload.get("messages") or []
         question = _last_user_text(messages)
         thinking = bool(payload.get("reasoning"))

@@ -22,6 +22,7 @@ from hermes_proxy.errors import (
     UpstreamUnavailable,
 )
 from hermes_proxy.upstreams.base import Chunk, message_to_chunk
+from hermes_proxy.upstreams.dialect import Dialect
 
 #: request fields litellm understands as arguments; anything else goes through ``extra_body``
 _KNOWN = {
@@ -32,11 +33,11 @@ _KNOWN = {
 
 
 class LiteLLMUpstream:
-    supports_continuation = False
     simulated = False
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, dialect: Dialect) -> None:
         self.config = config
+        self.dialect = dialect
         self._module: ModuleType | None = None
         self._lock = asyncio.Lock()
 
@@ -55,14 +56,10 @@ class LiteLLMUpstream:
         arguments: dict[str, Any] = {"model": payload["model"], "stream": stream, "drop_params": True,
                                      "timeout": self.config.read_timeout_s, "num_retries": 0}
         extra: dict[str, Any] = {}
-        for key, value in payload.items():
+        for key, value in self.dialect.request_body(payload, stream=stream).items():
             if key in ("model", "stream"):
                 continue
             (arguments if key in _KNOWN else extra)[key] = value
-        if not stream:
-            arguments.pop("stream_options", None)
-        elif self.config.stream_options:
-            arguments["stream_options"] = {**(arguments.get("stream_options") or {}), "include_usage": True}
         if self.config.base_url:
             arguments["api_base"] = self.config.base_url
         if self.config.api_key is not None:

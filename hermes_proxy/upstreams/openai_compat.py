@@ -1,4 +1,5 @@
-"""An OpenAI-compatible upstream over one pooled ``aiohttp.ClientSession`` (Nous Portal, OpenRouter, vLLM share it).
+"""The transport of OpenAI-compatible upstreams (Nous Portal, OpenRouter, vLLM): one pooled ``aiohttp.ClientSession``.
+What differs by kind (body, headers) comes from the upstream's dialect.
 
 Why aiohttp and not httpx: measured on this proxy, relaying one small completion through httpx (even over an aiohttp
 transport) cost about 800 µs of CPU against 280 µs for aiohttp's own client; httpx was most of the proxy's CPU per
@@ -26,19 +27,20 @@ from hermes_proxy.errors import (
 from hermes_proxy.retry_after import parse_retry_after
 from hermes_proxy.sse import SSEDecoder
 from hermes_proxy.upstreams.base import Chunk, message_to_chunk
+from hermes_proxy.upstreams.dialect import Dialect
 
 MAX_ERROR_BODY = 4096
 PING_TIMEOUT_S = 5.0
 
 
 class OpenAICompatibleUpstream:
-    supports_continuation = False
     simulated = False
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, dialect: Dialect) -> None:
         self.config = config
+        self.dialect = dialect
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-        headers.update(self.extra_headers())
+        headers.update(dialect.headers())
         headers.update(dict(config.headers))
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.reveal()}"
@@ -47,16 +49,16 @@ class OpenAICompatibleUpstream:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s,
                                               sock_read=config.read_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def extra_headers(self) -> dict[str, str]:
-        return {}
-
     def _client(self) -> aiohttp.ClientSession:
-        # created on first use, inside the running event loop that will own it
+        # created on first use, inside the running event loop that will own it; never again once closed
+        if self._closed:
+            raise UpstreamUnavailable(self.name, "this client was closed (the config was reloaded); retry")
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.config.max_connections, limit_per_host=0,
                                              enable_cleanup_closed=True)
@@ -64,22 +66,8 @@ class OpenAICompatibleUpstream:
                                                   timeout=self._timeout)
         return self._session
 
-    def prepare(self, payload: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-        """The body actually sent; kinds override to add or drop fields."""
-        body = dict(payload)
-        body["stream"] = stream
-        if stream and self.config.stream_options:
-            options = dict(body.get("stream_options") or {})
-            options["include_usage"] = True
-            body["stream_options"] = options
-        else:
-            body.pop("stream_options", None)
-        if not self.config.accepts_top_k:
-            body.pop("top_k", None)
-        return body
-
     async def chat(self, payload: dict[str, Any], *, stream: bool) -> AsyncIterator[Chunk]:
-        body = json.dumps(self.prepare(payload, stream=stream), ensure_ascii=False).encode()
+        body = json.dumps(self.dialect.request_body(payload, stream=stream), ensure_ascii=False).encode()
         try:
             response = await self._client().post(self._chat_url, data=body)
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -207,6 +195,7 @@ class OpenAICompatibleUpstream:
             raise UpstreamOverloaded(self.name, f"HTTP {status}", upstream_status=status)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 

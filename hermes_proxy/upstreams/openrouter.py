@@ -1,13 +1,38 @@
-"""OpenRouter: reasoning via ``reasoning.enabled``, returned in ``delta.reasoning``; ``usage.cost`` in USD."""
+"""OpenRouter: reasoning via ``reasoning.enabled``, returned in ``delta.reasoning``; ``usage.cost`` in USD.
+
+``reasoning.max_tokens`` is documented only for some model families; for Hermes 4 the documented control is
+``reasoning.enabled``, so the proxy enforces a reasoning budget itself unless the route says its model honours
+``max_tokens`` (``honours_reasoning_budget``). ``exclude`` is never sent: the proxy hides reasoning itself, so it can
+still count and bill it.
+"""
 
 from __future__ import annotations
 
-from hermes_proxy.upstreams.openai_compat import OpenAICompatibleUpstream
+from collections.abc import Mapping
+from typing import Any
+
+from hermes_proxy.config import Route
+from hermes_proxy.reasoning import ReasoningDecision
+from hermes_proxy.upstreams.dialect import Dialect
 
 APP_URL = "https://github.com/hermes-proxy/hermes-proxy"
 APP_TITLE = "hermes-proxy"
 
 
-class OpenRouterUpstream(OpenAICompatibleUpstream):
-    def extra_headers(self) -> dict[str, str]:
+class OpenRouterDialect(Dialect):
+    kind = "openrouter"
+    thinking_prompt = "none"
+
+    def with_reasoning(self, payload: Mapping[str, Any], decision: ReasoningDecision, route: Route) -> dict[str, Any]:
+        out = super().with_reasoning(payload, decision, route)
+        reasoning: dict[str, Any] = {"enabled": decision.enabled}
+        if decision.enabled and decision.max_reasoning_tokens is not None and self.enforces_reasoning_budget(route):
+            reasoning["max_tokens"] = decision.max_reasoning_tokens
+        out["reasoning"] = reasoning
+        return out
+
+    def enforces_reasoning_budget(self, route: Route) -> bool:
+        return route.honours_reasoning_budget
+
+    def headers(self) -> dict[str, str]:
         return {"HTTP-Referer": APP_URL, "X-OpenRouter-Title": APP_TITLE, "X-Title": APP_TITLE}

@@ -1,9 +1,36 @@
-"""A local vLLM serving Hermes 4: ``<think>`` arrives in the text; it can continue a final assistant message."""
+"""A local vLLM serving Hermes 4 (``--tool-call-parser hermes``, no reasoning parser): ``<think>`` arrives in the text.
+
+Reasoning is switched by the chat template's ``thinking`` flag; the template injects the deep-thinking prompt only
+when there is no system message, so the dialect prepends it to the caller's own. With thinking on the template
+rewrites every earlier assistant turn as ``<think> </think>`` + answer and fails on a turn without ``</think>``, so
+history is sent in that shape. ``skip_special_tokens: false`` keeps the think tags in the text should the tokenizer
+mark them special. A reasoning budget is exact: the assistant message is continued after a forced ``</think>``.
+"""
 
 from __future__ import annotations
 
-from hermes_proxy.upstreams.openai_compat import OpenAICompatibleUpstream
+from collections.abc import Mapping
+from typing import Any
+
+from hermes_proxy.config import Route
+from hermes_proxy.reasoning import ReasoningDecision
+from hermes_proxy.reasoning.budget import continuation_payload
+from hermes_proxy.upstreams.dialect import Dialect
 
 
-class VLLMUpstream(OpenAICompatibleUpstream):
-    supports_continuation = True
+class VLLMDialect(Dialect):
+    kind = "vllm"
+    template_rewrites_history = True
+    thinking_prompt = "prepend"
+
+    def with_reasoning(self, payload: Mapping[str, Any], decision: ReasoningDecision, route: Route) -> dict[str, Any]:
+        out = super().with_reasoning(payload, decision, route)
+        base = out.get("chat_template_kwargs")
+        out["chat_template_kwargs"] = {**(base if isinstance(base, Mapping) else {}), "thinking": decision.enabled}
+        if decision.enabled:
+            out["skip_special_tokens"] = False
+        return out
+
+    def budget_follow_up(self, payload: Mapping[str, Any], reasoning_so_far: str, remaining_tokens: int,
+                         route: Route) -> dict[str, Any]:
+        return continuation_payload(payload, reasoning_so_far, remaining_tokens)

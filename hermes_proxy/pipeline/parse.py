@@ -1,4 +1,5 @@
-"""Validation of an OpenAI ``/v1/chat/completions`` body: clear 400s naming the param, nothing else decided here."""
+"""Stage 1, parse: validation of an OpenAI ``/v1/chat/completions`` body. Clear 400s naming the param; nothing else
+is decided here."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 from hermes_proxy.errors import InvalidRequest
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-#: fields the proxy consumes itself and never forwards as they are
-PROXY_FIELDS = ("model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "n")
+#: fields the proxy consumes itself and never forwards as they are (the reasoning fields are the dialect's)
+CONSUMED_FIELDS = frozenset({"model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "n"})
 
 
 @dataclass(frozen=True, slots=True)

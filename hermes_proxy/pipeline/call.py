@@ -1,0 +1,218 @@
+"""One chat completion through the stages, in order:
+
+    plan -> admit -> connect -> answer (pieces) -> outcome -> settle
+
+Use it as ``async with gateway.chat(body, principal) as call: async for piece in call: ...``; ``call.info`` is known
+on entry (before the first byte goes out) and ``call.outcome`` once the pieces are exhausted. The settle runs on
+exit whatever happened (finished, upstream error, client gone), shielded from the handler's cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from hermes_proxy.errors import HermesError, UpstreamError
+from hermes_proxy.ledger.base import RequestRecord
+from hermes_proxy.pipeline.admit import Admitted, admit
+from hermes_proxy.pipeline.answer import Answer
+from hermes_proxy.pipeline.connect import connect
+from hermes_proxy.pipeline.outcome import UsageMeter
+from hermes_proxy.pipeline.plan import BIG_PROMPT_CHARS, Plan, make_plan, prompt_size
+from hermes_proxy.pipeline.settle import Timings, settle
+from hermes_proxy.pipeline.types import CallInfo, Outcome, Piece, Principal, Services
+from hermes_proxy.pricing import cost_of
+
+SIMULATED_SUFFIX = " (simulated)"
+
+
+class ChatCall:
+    def __init__(self, services: Services, body: Any, principal: Principal, reasoning_header: str | None,
+                 request_id: str) -> None:
+        self._services = services
+        self._body = body
+        self._principal = principal
+        self._reasoning_header = reasoning_header
+        self.request_id = request_id
+        self.started_at = datetime.now(UTC)
+        self._t0 = time.perf_counter()
+        self._t_upstream: tuple[float, float | None] | None = None
+        self._t_finished: float | None = None
+        self.info: CallInfo | None = None
+        self.outcome: Outcome | None = None
+        self._plan: Plan | None = None
+        self._admitted: Admitted | None = None
+        self._answer: Answer | None = None
+        self._meter = UsageMeter()
+        self._error: HermesError | None = None
+        self._tracked = False
+        self._settled = False
+
+    @property
+    def rate_headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for this request (empty when no rate limit applies)."""
+        return self._admitted.rate_headers if self._admitted else {}
+
+    # --- timings ------------------------------------------------------------------------------------------------
+
+    @property
+    def overhead_ms(self) -> float:
+        """Time spent in the proxy itself: before the first upstream attempt, and after the upstream finished."""
+        now = self._t_finished or time.perf_counter()
+        if self._t_upstream is None:
+            return (now - self._t0) * 1000
+        start, end = self._t_upstream
+        return ((start - self._t0) + (now - end if end is not None else 0.0)) * 1000
+
+    @property
+    def total_ms(self) -> float:
+        return ((self._t_finished or time.perf_counter()) - self._t0) * 1000
+
+    @property
+    def ttft_ms(self) -> float | None:
+        first = self._answer.first_piece_at if self._answer else None
+        return None if first is None else (first - self._t0) * 1000
+
+    # --- entering: plan, admit, connect ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChatCall:
+        services = self._services
+        # counted from the start, so a gateway retired by a config reload waits for this call before closing the
+        # upstream clients it is about to use
+        services.tracker.started()
+        self._tracked = True
+        try:
+            plan = await self._make_plan()
+            self._plan = plan
+            self._admitted = await admit(services, plan, self._principal)
+        except BaseException:
+            self._untrack()
+            raise
+        try:
+            self._t_upstream = (time.perf_counter(), None)
+            connection = await connect(services, plan, self.request_id)
+        except BaseException as exc:
+            if isinstance(exc, HermesError):
+                self._error = exc
+            await self._finish(_status_for(type(exc)))
+            raise
+        self._answer = Answer(plan, connection, services.counter, self._meter, clock=time.perf_counter)
+        upstream = connection.upstream
+        self.info = CallInfo(
+            request_id=self.request_id, model=plan.model.alias,
+            response_model=plan.model.alias + (SIMULATED_SUFFIX if upstream.simulated else ""),
+            route=connection.route, reasoning=plan.decision, prompt_tokens=plan.prompt_tokens,
+            max_tokens=plan.max_tokens, max_tokens_source=plan.max_tokens_source, reserved_usd=plan.reserve_usd,
+            admission=self._admitted.admission, simulated=upstream.simulated, context_window=plan.model.context_window)
+        return self
+
+    async def _make_plan(self) -> Plan:
+        services = self._services
+        dialects = {name: upstream.dialect for name, upstream in services.upstreams.items()}
+        args = (services.config, dialects, services.counter, services.prices, self._body, self._principal.team,
+                self._reasoning_header)
+        if prompt_size(self._body) > BIG_PROMPT_CHARS:
+            # counting a long prompt takes milliseconds of CPU: keep the event loop serving other streams meanwhile
+            return await asyncio.to_thread(make_plan, *args)
+        return make_plan(*args)
+
+    # --- the answer -----------------------------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Piece]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[Piece]:
+        answer = self._answer
+        assert answer is not None
+        try:
+            async for piece in answer.pieces():
+                yield piece
+        finally:
+            self._error = self._error or answer.error
+            if self._t_upstream is not None:
+                self._t_upstream = (self._t_upstream[0], time.perf_counter())
+
+    # --- leaving: outcome, settle ---------------------------------------------------------------------------------
+
+    def compute_outcome(self, status: str) -> Outcome:
+        assert self._plan is not None
+        usage = self._meter.total(self._services.counter)
+        route = self._answer.connection.route if self._answer else None
+        price = self._services.prices.get(route.label) if route else None
+        cost = cost_of(usage, price) if self._answer is not None else Decimal(0)
+        finish = self._answer.finish_reason if self._answer else None
+        self.outcome = Outcome(usage=usage, cost_usd=cost, finish_reason=finish, status=status, error=self._error)
+        return self.outcome
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            status = "upstream_error" if self._error is not None else "ok"
+        else:
+            status = _status_for(exc_type)
+        await self._finish(status)
+
+    def _untrack(self) -> None:
+        if self._tracked:
+            self._tracked = False
+            self._services.tracker.ended()
+
+    async def _finish(self, status: str) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self._t_finished = time.perf_counter()
+        if self._t_upstream is not None and self._t_upstream[1] is None:
+            self._t_upstream = (self._t_upstream[0], self._t_finished)
+        self._untrack()
+        if self.outcome is None or self.outcome.status != status:
+            self.compute_outcome(status)
+        task = asyncio.ensure_future(self._settle())
+        self._services.tracker.add_settle(task)
+        # shielded: a client that goes away cancels the handler, never the bill
+        await asyncio.shield(task)
+
+    async def _settle(self) -> None:
+        assert self.outcome is not None and self._admitted is not None and self._plan is not None
+        principal, plan, outcome = self._principal, self._plan, self.outcome
+        route = self._answer.connection.route if self._answer else None
+        record = RequestRecord(
+            request_id=self.request_id, started_at=self.started_at, team=principal.team.name,
+            key_id=principal.key.id if principal.key else None,
+            key_name=principal.key.name if principal.key else None,
+            model=plan.model.alias, route=route.label if route else "", reasoning=plan.decision.enabled,
+            prompt_tokens=outcome.usage.prompt_tokens, completion_tokens=outcome.usage.completion_tokens,
+            reasoning_tokens=outcome.usage.reasoning_tokens, cost_usd=outcome.cost_usd,
+            estimated=outcome.usage.estimated, status=outcome.status,
+            latency_ms=(time.perf_counter() - self._t0) * 1000, ttft_ms=self.ttft_ms)
+        ttft = self.ttft_ms
+        timings = Timings(total_s=self.total_ms / 1000, overhead_s=self.overhead_ms / 1000,
+                          ttft_s=None if ttft is None else ttft / 1000)
+        prompt_log = None
+        if self._services.config.server.log_prompts:
+            prompt_log = {"messages": plan.request.messages,
+                          "answer": self._answer.shaper.content_text if self._answer else ""}
+        await settle(self._services, principal, self._admitted.admission, record, outcome, timings,
+                     prompt_log=prompt_log)
+
+    def remaining_budget_usd(self) -> Decimal | None:
+        """The tightest window's remaining budget: after the reservation, or once the outcome is known, after this
+        request's actual cost replaced its reservation."""
+        admission = self._admitted.admission if self._admitted else None
+        if admission is None or admission.remaining_usd is None:
+            return None
+        remaining = admission.remaining_usd
+        if self.outcome is not None:
+            remaining += admission.hold.amount_usd - (self.outcome.cost_usd or Decimal(0))
+        return remaining
+
+
+def _status_for(exc_type: type[BaseException]) -> str:
+    if issubclass(exc_type, UpstreamError):
+        return "upstream_error"
+    if issubclass(exc_type, (asyncio.CancelledError, ConnectionError)):
+        return "client_disconnected"
+    return "error"

@@ -1,0 +1,102 @@
+"""Stage 6, outcome (pure): the usage of a request from what its upstream calls reported, and its cost.
+
+An upstream may report usage once at the end (OpenAI, OpenRouter) or a running total in every chunk (vLLM with
+continuous usage stats): within one upstream call the last figures win. Separate calls (a reasoning-budget follow-up)
+add up. A call that reported nothing is counted here from its text and the usage is marked estimated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from hermes_proxy.tokens import TokenCounter
+from hermes_proxy.usage import Usage
+
+
+@dataclass(slots=True)
+class CallUsage:
+    """What one upstream call reported (its last usage figures) or, failing that, the text to count."""
+
+    reported: Usage | None = None
+    #: the upstream gave reasoning_tokens itself (else they are counted from the reasoning text)
+    reported_reasoning: bool = False
+    reasoning_text: list[str] = field(default_factory=list)
+    content_text: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: the prompt this call sent, for a call that reported nothing
+    prompt_tokens: int = 0
+    #: the proxy hung up on this call inside the reasoning (a reasoning budget): what it generated is that reasoning
+    cut_in_reasoning: bool = False
+
+
+class UsageMeter:
+    """Usage over the upstream calls of one request; :meth:`new_call` before each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[CallUsage] = []
+
+    def new_call(self, prompt_tokens: int) -> CallUsage:
+        call = CallUsage(prompt_tokens=prompt_tokens)
+        self.calls.append(call)
+        return call
+
+    @property
+    def current(self) -> CallUsage:
+        return self.calls[-1]
+
+    def report(self, usage: Usage, raw: Any) -> None:
+        """The upstream's usage figures for the current call: they replace any earlier figures of the same call."""
+        call = self.current
+        call.reported = usage
+        details = raw.get("completion_tokens_details") if isinstance(raw, dict) else None
+        call.reported_reasoning = isinstance(details, dict) and details.get("reasoning_tokens") is not None
+
+    def text(self, reasoning: str, content: str) -> None:
+        if reasoning:
+            self.current.reasoning_text.append(reasoning)
+        if content:
+            self.current.content_text.append(content)
+
+    def tool_calls(self, fragments: list[dict[str, Any]]) -> None:
+        self.current.tool_calls.extend(fragments)
+
+    def total(self, counter: TokenCounter) -> Usage:
+        parts = [_call_usage(call, counter) for call in self.calls]
+        if not parts:
+            return Usage(estimated=True)
+        costs = [u.upstream_cost_usd for u in parts if u.upstream_cost_usd is not None]
+        completion = sum(u.completion_tokens for u in parts)
+        return Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in parts),
+            completion_tokens=completion,
+            reasoning_tokens=min(sum(u.reasoning_tokens for u in parts), completion),
+            cached_prompt_tokens=sum(u.cached_prompt_tokens for u in parts),
+            # the upstream's own cost counts only when every call reported one
+            upstream_cost_usd=sum(costs, Decimal(0)) if len(costs) == len(parts) else None,
+            estimated=any(u.estimated for u in parts),
+        )
+
+
+def _call_usage(call: CallUsage, counter: TokenCounter) -> Usage:
+    reasoning_text = "".join(call.reasoning_text)
+    if call.reported is not None:
+        usage = call.reported
+        if call.reported_reasoning or not reasoning_text:
+            return usage
+        reasoning = counter.count_completion(reasoning_text, "")[1]
+        return Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                     reasoning_tokens=min(reasoning, usage.completion_tokens),
+                     cached_prompt_tokens=usage.cached_prompt_tokens, upstream_cost_usd=usage.upstream_cost_usd,
+                     estimated=usage.estimated)
+    content_text = "".join(call.content_text)
+    completion = reasoning = 0
+    if call.cut_in_reasoning:
+        completion = reasoning = counter.count_completion(reasoning_text, "")[1]
+    elif reasoning_text or content_text or call.tool_calls:
+        completion, reasoning = counter.count_completion(reasoning_text, content_text,
+                                                         tool_calls=call.tool_calls or None)
+    return Usage(prompt_tokens=call.prompt_tokens, completion_tokens=completion, reasoning_tokens=reasoning,
+                 estimated=True)
+
