@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
+from hermes_proxy.money import format_usd
 from policies.types import BudgetRule
 from policies.windows import window_bounds, zone
 
@@ -88,14 +89,6 @@ class Decision:
     @property
     def warning(self) -> str | None:
         return soft_warning(self.budgets)
-
-
-def format_usd(amount: Decimal) -> str:
-    """``$1.50``, ``$0.000123``: at least cents, every significant digit beyond them."""
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    text = f"{amount.quantize(Decimal('0.01')):f}" if amount == amount.quantize(Decimal("0.01")) else f"{amount.normalize():f}"
-    return f"{sign}${text}"
 
 
 def format_reset(moment: datetime | None, tz: str | tzinfo = "UTC") -> str:

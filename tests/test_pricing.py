@@ -16,7 +16,6 @@ from hermes_proxy.config import Route, UpstreamConfig, parse_config
 from hermes_proxy.pricing import (
     Price,
     cost_of,
-    format_usd,
     load_litellm_price_map,
     needs_litellm_prices,
     resolve_price,
@@ -229,20 +228,3 @@ def test_resolve_prices_skips_the_litellm_map_when_no_route_needs_it(monkeypatch
         "ledger": {"url": "memory://"},
     }, env={})
     assert resolve_prices(config) == {"nebius:x": Price(D("1"), D("2"), None, "config")}
-
-
-# --- format_usd ---------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("amount", "text"), [
-    ("0", "$0.00"),
-    ("0.106", "$0.106"),
-    ("12.5", "$12.50"),
-    ("0.1312098", "$0.13121"),
-    ("1234.5678912", "$1234.567891"),
-    ("0.0000004", "$0.0000004"),
-    ("0.000000123456", "$0.00000012"),
-    ("-0.5", "-$0.50"),
-])
-def test_format_usd(amount: str, text: str) -> None:
-    assert format_usd(D(amount)) == text

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeAlias
 
 ErrorKind = Literal["budget", "auth", "upstream", "network", "invalid", "other"]
@@ -150,18 +150,6 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
 
 
 # --- formatting ---------------------------------------------------------------------------------------------------
-
-
-def format_usd(value: Decimal | None, *, cents: bool = False) -> str:
-    """``$0.0123`` below a dollar, ``$12.34`` above (``cents``: two places unless below a cent); ``—`` if unknown."""
-    if value is None:
-        return "—"
-    small = abs(value) < (Decimal("0.01") if cents else Decimal(1))
-    places = Decimal("0.0001") if small and value != 0 else Decimal("0.01")
-    rounded = value.quantize(places, rounding=ROUND_HALF_UP)
-    if rounded < 0:
-        return f"-${-rounded:,}"
-    return f"${rounded:,}"
 
 
 def format_tokens(count: int) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from tui.backend import format_tokens, format_usd
+from hermes_proxy.money import format_usd
+from tui.backend import format_tokens
 from tui.store import Conversation, StoredMessage
 
 TITLE_LENGTH = 60
@@ -53,7 +54,7 @@ def usage_line(message: StoredMessage) -> str:
             out += f" ({approx}{format_tokens(message.reasoning_tokens)} reasoning)"
         parts.append(out)
     if message.cost_usd is not None:
-        parts.append(f"{approx}{format_usd(message.cost_usd)}")
+        parts.append(f"{approx}{format_usd(message.cost_usd, places=4)}")
     return " · ".join(parts)
 
 
@@ -79,7 +80,7 @@ def to_markdown(conversation: Conversation, history: Sequence[StoredMessage]) ->
         "",
         f"- Model: {conversation.model or 'default'}",
         f"- Started: {conversation.created_at:%Y-%m-%d %H:%M} UTC",
-        f"- Cost: {format_usd(total)}",
+        f"- Cost: {format_usd(total, places=4)}",
         "",
     ]
     if conversation.system_prompt.strip():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.config import Config, ModelConfig, Route, load_config
 from hermes_proxy.errors import InvalidRequest
-from hermes_proxy.pricing import Price, cost_of, format_usd, load_litellm_price_map, needs_litellm_prices, resolve_price
+from hermes_proxy.money import format_usd
+from hermes_proxy.pricing import Price, cost_of, load_litellm_price_map, needs_litellm_prices, resolve_price
 from hermes_proxy.usage import Usage
 
 
@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  price   {_price_text(price)}")
         print(f"  cost    {_cost_text(usage, price)}")
         return 0
-    rows = [("route", "in $/Mtok", "out $/Mtok", "source", "cost")]
+    rows = [("route", "input/Mtok", "output/Mtok", "source", "cost")]
     for route, price in priced:
         if price is None:
             rows.append((route.label, "-", "-", "unpriced", "unknown"))
         else:
-            rows.append((route.label, _num(price.input_usd_per_mtok), _num(price.output_usd_per_mtok), price.source,
+            rows.append((route.label, format_usd(price.input_usd_per_mtok), format_usd(price.output_usd_per_mtok), price.source,
                          _cost_text(usage, price)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -107,16 +107,12 @@ def _workload(usage: Usage) -> str:
     return text
 
 
-def _num(amount: Decimal) -> str:
-    return format_usd(amount).replace("$", "")
-
-
 def _price_text(price: Price | None) -> str:
     if price is None:
         return "unpriced (no price in config, no GPU cost, no litellm price-map entry)"
-    text = f"${_num(price.input_usd_per_mtok)} in / ${_num(price.output_usd_per_mtok)} out per Mtok"
+    text = f"{format_usd(price.input_usd_per_mtok)} in / {format_usd(price.output_usd_per_mtok)} out per Mtok"
     if price.cached_input_usd_per_mtok is not None:
-        text += f", ${_num(price.cached_input_usd_per_mtok)} cached in"
+        text += f", {format_usd(price.cached_input_usd_per_mtok)} cached in"
     return f"{text} ({price.source})"
 
 

@@ -18,7 +18,7 @@ from hermes_proxy.config import Config, load_config
 from hermes_proxy.errors import NotFound
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import KeyRecord, Ledger
-from policies.budget import format_usd
+from hermes_proxy.money import format_usd
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from hermes_proxy.errors import InvalidRequest
 from hermes_proxy.keys import check_team
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import SPEND_GROUPS, budget_json, describe_budgets, spend_row_json, spend_total
-from policies.budget import format_usd
+from hermes_proxy.money import format_usd
 from policies.windows import parse_when, zone
 
 COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "unknown_cost_requests")

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hermes_proxy import keys as keyutil
 from hermes_proxy.errors import AuthenticationError, BudgetExceeded
+from hermes_proxy.money import format_usd, usd_text
 from policies.budget import (
     KEY_WINDOW,
     BudgetStatus,
@@ -31,7 +32,6 @@ from policies.budget import (
     decide,
     effective_key_limit,
     format_reset,
-    format_usd,
     soft_warning,
     tidy,
     tightest_remaining,
@@ -224,16 +224,6 @@ def to_nanos(value: Decimal) -> int:
 
 def from_nanos(value: int | None) -> Decimal:
     return tidy(Decimal(value or 0).scaleb(-9))
-
-
-def usd_text(value: Decimal) -> str:
-    """Exact, no exponent, no trailing zeros beyond cents: for JSON and CSV."""
-    normalized = value.normalize()
-    text = f"{normalized:f}"
-    if "." not in text:
-        return text + ".00"
-    whole, frac = text.split(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
 
 
 def to_micros(moment: datetime) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+from hermes_proxy.money import format_usd
 from hermes_proxy.sizing.assumptions import MAX_DEVICES
 from hermes_proxy.sizing.hardware import APPLE_CHIPS, CPU_MEMORY_KINDS, GB, GIB, GPUS
 from hermes_proxy.sizing.models import MODELS
@@ -32,12 +33,6 @@ def rate(tokens_per_s: float) -> str:
     if tokens_per_s >= 100:
         return f"{tokens_per_s:,.0f} tok/s"
     return f"{tokens_per_s:,.1f} tok/s"
-
-
-def usd(amount: Decimal | None) -> str:
-    if amount is None:
-        return "n/a"
-    return f"${amount:,.4f}" if amount < Decimal("0.1") else f"${amount:,.2f}"
 
 
 def ctx_label(tokens: int) -> str:
@@ -131,7 +126,7 @@ def render_plan(p: Plan, routes: Sequence[RoutePrice] = ()) -> str:
 
 
 def _price_row(label: str, inp: Decimal | None, out: Decimal | None, suffix: str = "") -> str:
-    return f"  {label.ljust(LABEL + 4)}input {usd(inp).rjust(9)}   output {usd(out).rjust(9)}{suffix}"
+    return f"  {label.ljust(LABEL + 4)}input {format_usd(inp, places=4).rjust(9)}   output {format_usd(out, places=4).rjust(9)}{suffix}"
 
 
 def _route_lines(sc: Scenario, routes: Sequence[RoutePrice]) -> list[str]:

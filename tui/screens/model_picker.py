@@ -14,7 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.backend import ModelInfo, format_usd, format_window
+from hermes_proxy.money import format_usd
+from tui.backend import ModelInfo, format_window
 
 
 def describe_model(model: ModelInfo) -> Text:
@@ -27,8 +28,8 @@ def describe_model(model: ModelInfo) -> Text:
     text.append("\n")
     prices = "price unknown"
     if model.input_usd_per_mtok is not None and model.output_usd_per_mtok is not None:
-        prices = (f"{format_usd(model.input_usd_per_mtok, cents=True)} in / "
-                  f"{format_usd(model.output_usd_per_mtok, cents=True)} out per million tokens")
+        prices = (f"{format_usd(model.input_usd_per_mtok, places=2)} in / "
+                  f"{format_usd(model.output_usd_per_mtok, places=2)} out per million tokens")
     text.append(f"{format_window(model.context_window)} context · {prices}", style="dim")
     return text
 

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from tui.backend import format_usd
+from hermes_proxy.money import format_usd
 from tui.store import ConversationSummary
 
 TITLE_WIDTH = 28  # the sidebar is 32 columns wide
@@ -69,7 +69,7 @@ class ConversationList(OptionList):
             prompt.append(title, style="bold" if summary.id == current else "")
             prompt.append("\n")
             count = f"{summary.message_count} msg{'s' if summary.message_count != 1 else ''}"
-            prompt.append(f"{summary.updated_at:%b %d} · {count} · {format_usd(summary.cost_usd)}", style="dim")
+            prompt.append(f"{summary.updated_at:%b %d} · {count} · {format_usd(summary.cost_usd, places=4)}", style="dim")
             options.append(Option(prompt, id=_option_id(summary.id)))
         self.add_options(options)
         wanted = current if highlighted is None else highlighted

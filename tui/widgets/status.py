@@ -12,7 +12,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.backend import BudgetInfo, format_tokens, format_usd, format_window
+from hermes_proxy.money import format_usd
+from tui.backend import BudgetInfo, format_tokens, format_window
 from tui.meter import ReplyMeter
 
 
@@ -92,7 +93,7 @@ class UsageBar(Horizontal):
             tokens += f" ({approx}{format_tokens(meter.reasoning_tokens)} reasoning)"
         _set(self, "#usage-tokens", tokens)
         cost_approx = "~" if meter.cost_estimated else ""
-        _set(self, "#usage-reply", f"reply {cost_approx}{format_usd(meter.cost_usd)}")
+        _set(self, "#usage-reply", f"reply {cost_approx}{format_usd(meter.cost_usd, places=4)}")
         _set(self, "#usage-context", f"ctx {meter.context_pct:.1f}%")
         self.query_one("#usage-context", Static).tooltip = (
             f"{format_tokens(meter.prompt_tokens + meter.completion_tokens)} of the "
@@ -107,7 +108,7 @@ class Totals(Horizontal):
         yield Static("", id="usage-budget", markup=False)
 
     def show(self, *, chat_cost: Decimal | None, budget: BudgetInfo | None) -> None:
-        _set(self, "#usage-chat", f"chat {format_usd(chat_cost)}" if chat_cost is not None else "")
+        _set(self, "#usage-chat", f"chat {format_usd(chat_cost, places=4)}" if chat_cost is not None else "")
         self.query_one("#usage-chat", Static).tooltip = "The conversation's cost so far"
         widget = self.query_one("#usage-budget", Static)
         exhausted = budget is not None and budget.remaining_usd is not None and budget.remaining_usd <= 0
@@ -121,7 +122,7 @@ class Totals(Horizontal):
         if budget.remaining_usd is None:
             text = "budget: no limit"
         else:
-            text = f"budget {format_usd(max(budget.remaining_usd, Decimal(0)), cents=True)} left"
+            text = f"budget {format_usd(max(budget.remaining_usd, Decimal(0)), places=2)} left"
         if exhausted or warning:
             text = "⚠ " + text
         _set(self, "#usage-budget", text)
