@@ -1,6 +1,7 @@
 """Sizing a self-hosted Hermes 4: memory, speed and cost, and the vLLM upstream it implies.
 
-Data (models.py, quants.py, hardware.py, assumptions.py) -> arithmetic (plan.py) -> text (report.py, vllm.py).
+Data (models.py, quants.py, hardware.py, assumptions.py) -> arithmetic (scenario.py, layout.py, memory.py, speed.py,
+cost.py, fit.py, table.py; plan.py puts them together) -> text (report.py, vllm.py).
 Everything returns frozen dataclasses; bad input raises :class:`hermes_proxy.errors.InvalidRequest`.
 """
 
