@@ -21,7 +21,7 @@ BUILT_IN_DEFAULTS = ("hermes-4-405b and hermes-4-70b on Nous Portal and/or OpenR
                      "$OPENROUTER_API_KEY is set, else on the simulated Hermes")
 
 
-def describe(config: Config, counter: TokenCounter, prices: dict[Route, Price | None]) -> str:
+def describe(config: Config, counter: TokenCounter, prices: dict[str, Price | None]) -> str:
     """What would run: upstreams, models and their routes with prices, teams, ledger, tokenizer."""
     lines: list[str] = []
     if config.source is not None:
@@ -58,7 +58,7 @@ def describe(config: Config, counter: TokenCounter, prices: dict[Route, Price | 
                 lines.append(f"      LEFT OUT {route.upstream} -> {route.model}: "
                              f"${config.upstream(route.upstream).api_key_env} is not set")
                 continue
-            price = prices.get(route)
+            price = prices.get(route.label)
             role = "primary " if route == usable[0] else "failover"
             if price is None:
                 cost = "UNPRICED: requests are recorded with an unknown cost and cannot be held to budgets"
@@ -76,7 +76,7 @@ def describe(config: Config, counter: TokenCounter, prices: dict[Route, Price | 
     return "\n".join(lines)
 
 
-def warnings_for(config: Config, prices: dict[Route, Price | None]) -> list[str]:
+def warnings_for(config: Config, prices: dict[str, Price | None]) -> list[str]:
     warnings: list[str] = []
     if config.source is not None and not config.models:
         what = "no upstreams and no models" if not config.upstreams else "no models ([models.<alias>] routes)"
@@ -86,7 +86,7 @@ def warnings_for(config: Config, prices: dict[Route, Price | None]) -> list[str]
     # upstreams left out for want of a key are in left_out_notice(), said once
     for model in config.models:
         for route in config.usable_routes(model):
-            if prices.get(route) is None:
+            if prices.get(route.label) is None:
                 warnings.append(f"model {model.alias!r} route {route.label}: no price; cost will be recorded as unknown")
     slowest_tokens_per_s = 20
     for team in config.teams:
