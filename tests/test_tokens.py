@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hermes_proxy.tokens.encodings as encodings_module
 import httpx
 import pytest
 import respx
@@ -24,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import hermes_proxy.tokens.encodings as encodings_module
 from hermes_proxy.config import TokensConfig
 from hermes_proxy.errors import ConfigError
 from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT
