@@ -10,9 +10,12 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hermes_proxy.app import create_app
+from hermes_proxy.appkeys import current_gateway
 from hermes_proxy.config import RateLimitsConfig
 from hermes_proxy.errors import RateLimited
 from hermes_proxy.ratelimit import (
@@ -21,12 +24,15 @@ from hermes_proxy.ratelimit import (
     RateLimiter,
     RateLimiterUnavailable,
     RedisRateLimiter,
+    Ticket,
     format_duration,
     open_rate_limiter,
 )
 from hermes_proxy.ratelimit.redis import lua_script
 from hermes_proxy.retry_after import parse_retry_after, retry_after_seconds, wait_ms
 from policies.types import RateLimitRule, TeamPolicy
+from tests.conftest import build_config
+from tests.fake_upstream import Script, make_upstream_app
 
 REDIS_URL = os.environ.get("HERMES_TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="HERMES_TEST_REDIS_URL is not set")
@@ -264,6 +270,78 @@ async def test_concurrent_tokens_count_every_admit(make_limiter: Factory) -> Non
     assert decision.headers["x-ratelimit-remaining-tokens"] == str(10**9 - 900)
 
 
+# --- refunds: a request admitted here but refused by its budget gives its slot back ----------------------------------
+
+
+async def test_a_refund_takes_back_the_request_and_its_prompt_tokens_in_every_scope(make_limiter: Factory) -> None:
+    first, second = make_limiter(), make_limiter()  # with Redis, the refund may come from another replica
+    policy = team(rpm=5, tpm=1000, key_rpm=3, key_tpm=500)
+    kept = await first.admit(policy, "key-a", 100, now=T0)
+    assert kept.allowed and kept.ticket is not None
+    assert (kept.headers["x-ratelimit-remaining-requests"], kept.headers["x-ratelimit-remaining-tokens"]) == ("2", "400")
+    refunded = await first.admit(policy, "key-a", 200, now=T0 + 1)
+    assert refunded.allowed and refunded.ticket is not None and refunded.ticket != kept.ticket
+    assert refunded.headers["x-ratelimit-remaining-tokens"] == "200"
+    await second.refund(policy, "key-a", refunded.ticket)
+    after = await first.admit(policy, "key-a", 0, now=T0 + 2)
+    # exactly as if the refunded request had never come: the key's 3 rpm less 2, its 500 tpm less the kept 100
+    assert after.headers["x-ratelimit-remaining-requests"] == "1"
+    assert after.headers["x-ratelimit-remaining-tokens"] == "400"
+    assert after.headers["x-ratelimit-reset-tokens"] == "58s"  # the newest token entry is the kept one, at T0
+    # the team's counters gave it back too: without a key (the team's scope only), 3 of its 5 used, this one included
+    team_only = await first.admit(policy, None, 0, now=T0 + 3)
+    assert team_only.headers["x-ratelimit-limit-requests"] == "5"
+    assert team_only.headers["x-ratelimit-remaining-requests"] == "2"
+    assert team_only.headers["x-ratelimit-remaining-tokens"] == "900"
+
+
+async def test_a_refunded_slot_can_be_used_again(limiter: RateLimiter) -> None:
+    policy = team(rpm=2)
+    decisions = await admit_many(limiter, policy, [T0, T0 + 1])
+    assert not (await limiter.admit(policy, None, 0, now=T0 + 2)).allowed
+    assert decisions[1].ticket is not None
+    await limiter.refund(policy, None, decisions[1].ticket)
+    again = await limiter.admit(policy, None, 0, now=T0 + 3)
+    assert again.allowed and again.headers["x-ratelimit-remaining-requests"] == "0"
+    assert not (await limiter.admit(policy, None, 0, now=T0 + 4)).allowed
+
+
+async def test_refused_and_unlimited_admits_carry_no_ticket(limiter: RateLimiter) -> None:
+    policy = team(rpm=1)
+    assert (await limiter.admit(policy, None, 0, now=T0)).ticket is not None
+    assert (await limiter.admit(policy, None, 0, now=T0 + 1)).ticket is None
+    assert (await limiter.admit(TeamPolicy(name="free"), None, 10, now=T0)).ticket is None
+
+
+async def test_refunding_an_unknown_repeated_or_expired_ticket_changes_nothing(limiter: RateLimiter) -> None:
+    policy = team(rpm=10, tpm=1000)
+
+    async def remaining(at: float) -> tuple[str, str]:
+        # a zero-token probe, refunded at once so that it leaves no trace itself
+        probe = await limiter.admit(policy, None, 0, now=at)
+        assert probe.ticket is not None
+        await limiter.refund(policy, None, probe.ticket)
+        return probe.headers["x-ratelimit-remaining-requests"], probe.headers["x-ratelimit-remaining-tokens"]
+
+    a = await limiter.admit(policy, None, 100, now=T0)
+    b = await limiter.admit(policy, None, 50, now=T0 + 1)
+    assert a.ticket is not None and b.ticket is not None
+    assert await remaining(T0 + 2) == ("7", "850")
+    await limiter.refund(policy, None, Ticket("no-such-request", T0 + 1, 50))  # unknown
+    await limiter.refund(TeamPolicy(name="free"), None, b.ticket)  # a team without limits
+    await limiter.refund(team(rpm=10, tpm=1000, name="other"), None, b.ticket)  # another team's counters
+    assert await remaining(T0 + 3) == ("7", "850")
+    await limiter.refund(policy, None, b.ticket)
+    assert await remaining(T0 + 4) == ("8", "900")
+    await limiter.refund(policy, None, b.ticket)  # twice: the second finds nothing, and takes nothing else
+    assert await remaining(T0 + 5) == ("8", "900")
+    # a's entries leave the window at T0 + 60; c's admit drops them; refunding a afterwards does not touch c
+    c = await limiter.admit(policy, None, 30, now=T0 + 61)
+    assert c.allowed and c.headers["x-ratelimit-remaining-tokens"] == "970"
+    await limiter.refund(policy, None, a.ticket)
+    assert await remaining(T0 + 62) == ("8", "970")
+
+
 GO_DURATION = re.compile(r"^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$")
 
 
@@ -327,6 +405,7 @@ async def test_unreachable_redis_fails_open_and_is_not_ready() -> None:
     decisions = [await limiter.admit(policy, None, 10) for _ in range(3)]
     assert all(d.allowed and d.headers == {} for d in decisions)
     await limiter.record_completion(team(tpm=5), None, 10)  # swallowed too
+    await limiter.refund(team(rpm=1), None, Ticket("x", T0, 10))  # skipped while Redis is known to be down
     with pytest.raises(RateLimiterUnavailable) as info:
         await limiter.ping()
     assert info.value.status == 503
@@ -395,6 +474,97 @@ async def test_redis_rebuilds_a_lost_token_sum() -> None:
         await limiter.close()
 
 
+@needs_redis
+async def test_redis_refund_with_a_lost_token_sum_leaves_it_to_be_rebuilt() -> None:
+    import redis.asyncio as redis_asyncio
+
+    assert REDIS_URL is not None
+    prefix = f"hermes-test:{uuid.uuid4().hex}:"
+    limiter = RedisRateLimiter(REDIS_URL, prefix=prefix)
+    client = redis_asyncio.from_url(REDIS_URL, decode_responses=True)
+    try:
+        policy = team(tpm=1000)
+        assert (await limiter.admit(policy, None, 60, now=T0)).allowed
+        second = await limiter.admit(policy, None, 70, now=T0 + 1)
+        assert second.ticket is not None
+        sums = [k async for k in client.scan_iter(match=prefix + "*:sum")]
+        await client.delete(*sums)
+        await limiter.refund(policy, None, second.ticket)
+        assert [k async for k in client.scan_iter(match=prefix + "*:sum")] == []  # not made up as -70
+        after = await limiter.admit(policy, None, 0, now=T0 + 2)
+        assert after.headers["x-ratelimit-remaining-tokens"] == "940"
+    finally:
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await limiter.close()
+
+
+async def test_a_refund_that_cannot_reach_redis_logs_and_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = await _closed_port_limiter()
+    with caplog.at_level("WARNING", logger="hermes_proxy.ratelimit"):
+        await limiter.refund(team(rpm=1), "key-a", Ticket("abc", T0, 10))
+    assert any("could not refund" in r.getMessage() for r in caplog.records)
+    # and the next admit does not wait for the timeout again: Redis is known to be down for a moment
+    assert (await limiter.admit(team(rpm=1), None, 0)).allowed
+    await limiter.close()
+
+
+# --- over HTTP: a budget refusal is not a rate-limit slot ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=needs_redis)])
+async def test_requests_refused_by_the_budget_do_not_use_rate_limit_slots(
+        backend: str, aiohttp_server: Any, aiohttp_client: Any, counter: Any) -> None:
+    name = f"t{uuid.uuid4().hex[:8]}"  # unique: Redis keys are per team name
+    upstream = await aiohttp_server(make_upstream_app(Script(dialect="vllm")))
+    # 3 requests a minute; a budget that fits small requests (max_tokens 10: about $0.00006 reserved) but never one
+    # asking for 5000 completion tokens ($0.015 reserved)
+    sections: dict[str, Any] = {
+        "chat": {"team": name},
+        "teams": {name: {"rate_limits": {"requests_per_minute": 3, "tokens_per_minute": 100_000},
+                         "budgets": [{"window": "daily", "limit_usd": 0.001}]}},
+    }
+    if backend == "redis":
+        sections["rate_limits"] = {"url": REDIS_URL}
+    config = build_config(str(upstream.make_url("/v1")), "vllm", **sections)
+    client = await aiohttp_client(create_app(config, counter=counter))
+
+    async def ask(max_tokens: int) -> Any:
+        return await client.post("/v1/chat/completions", json={
+            "model": "hermes-4-405b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens})
+
+    try:
+        first = await ask(10)
+        assert first.status == 200
+        assert first.headers["x-ratelimit-remaining-requests"] == "2"
+        prompt = 100_000 - int(first.headers["x-ratelimit-remaining-tokens"])
+        completion = (await first.json())["usage"]["completion_tokens"]
+        await current_gateway(client.app).settled()  # the completion tokens are counted when the request settles
+        codes = []
+        for _ in range(5):  # without refunds the 3rd of these would already be refused by the rate limit
+            refused = await ask(5000)
+            assert refused.status == 429
+            codes.append((await refused.json())["error"]["code"])
+        assert codes == ["insufficient_quota"] * 5
+        second = await ask(10)
+        assert second.status == 200
+        # only the two admitted requests count: in requests and in tokens
+        assert second.headers["x-ratelimit-remaining-requests"] == "1"
+        assert int(second.headers["x-ratelimit-remaining-tokens"]) == 100_000 - 2 * prompt - completion
+    finally:
+        if backend == "redis":
+            import redis.asyncio as redis_asyncio
+
+            assert REDIS_URL is not None
+            redis = redis_asyncio.from_url(REDIS_URL)
+            keys = [k async for k in redis.scan_iter(match=f"hermes:rl:{{{name}}}:*")]
+            if keys:
+                await redis.delete(*keys)
+            await redis.aclose()
+
+
 def test_retry_after_is_whole_seconds_rounded_up_forgiving_float_noise() -> None:
     assert [retry_after_seconds(s) for s in (0, 0.001, 1.0, 1.0000001, 1.001, 59.5)] == [1, 1, 1, 1, 2, 60]
     assert [wait_ms(s) for s in (0, 0.0001, 0.1, 0.1000000001, 0.1011)] == [1, 1, 100, 100, 102]
@@ -415,12 +585,13 @@ def test_parse_retry_after_reads_a_future_http_date() -> None:
 
 
 def test_lua_scripts_load_with_the_common_helpers_in_front() -> None:
-    admit, record = lua_script("admit.lua"), lua_script("record.lua")
-    for script in (admit, record):
-        assert script.startswith("-- Helpers shared by admit.lua and record.lua")
+    admit, record, refund = lua_script("admit.lua"), lua_script("record.lua"), lua_script("refund.lua")
+    for script in (admit, record, refund):
+        assert script.startswith("-- Helpers shared by admit.lua, record.lua and refund.lua")
         assert "local function token_sum(" in script and script.count("local function clock(") == 1
     assert "redis.call('ZADD', rk, score, id)" in admit
     assert "redis.call('INCRBY', sk, tokens)" in record
+    assert "redis.call('ZREM', rk, id)" in refund
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -443,15 +614,17 @@ def test_lua_scripts_ship_in_a_non_editable_build(tmp_path: Path) -> None:
                     "--build-lib", str(build)], cwd=source, check=True, capture_output=True)
     shipped = sorted(p.name for p in (build / "hermes_proxy" / "ratelimit").glob("*.lua"))
     assert shipped == sorted(p.name for p in (ROOT / "hermes_proxy" / "ratelimit").glob("*.lua"))
-    assert shipped == ["admit.lua", "common.lua", "record.lua"]
+    assert shipped == ["admit.lua", "common.lua", "record.lua", "refund.lua"]
     probe = ("import hermes_proxy.ratelimit as rl, pathlib, sys;"
              "assert pathlib.Path(rl.__file__).is_relative_to(sys.argv[1]), rl.__file__;"
              "limiter = rl.RedisRateLimiter('redis://127.0.0.1:1/0');"
-             "print(len(limiter._admit_script.script), len(limiter._record_script.script))")
+             "print(len(limiter._admit_script.script), len(limiter._record_script.script),"
+             " len(limiter._refund_script.script))")
     result = subprocess.run([sys.executable, "-c", probe, str(build)], cwd=tmp_path, check=True,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(build)})
-    admit_len, record_len = map(int, result.stdout.split())
+    admit_len, record_len, refund_len = map(int, result.stdout.split())
     assert admit_len == len(lua_script("admit.lua")) and record_len == len(lua_script("record.lua"))
+    assert refund_len == len(lua_script("refund.lua"))
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

@@ -24,16 +24,20 @@ async def admit(services: Services, plan: Plan, principal: Principal) -> Admitte
     team, key = principal.team, principal.key
     metrics = services.metrics
     rate_headers: dict[str, str] = {}
+    ticket = None
     if services.rate_limiter is not None:
         decision = await services.rate_limiter.admit(team, key.id if key else None, plan.prompt_tokens)
         if not decision.allowed:
             if metrics is not None:
                 metrics.request_refused(team=team.name, model=plan.model.alias, reason="rate_limit")
             raise decision.error()
-        rate_headers = decision.headers
+        rate_headers, ticket = decision.headers, decision.ticket
     try:
         admission = await services.ledger.reserve(team, key, plan.reserve_usd)
     except BudgetExceeded:
+        if services.rate_limiter is not None and ticket is not None:
+            # a request the budget refused takes no rate-limit slot (never raises)
+            await services.rate_limiter.refund(team, key.id if key else None, ticket)
         if metrics is not None:
             metrics.request_refused(team=team.name, model=plan.model.alias, reason="budget")
         raise

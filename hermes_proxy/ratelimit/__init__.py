@@ -2,7 +2,8 @@
 
 Two scopes may apply to a request: the team (``team.rate_limits``, shared by all its keys) and the key it used
 (``team.key_rate_limits``, for each key separately). :meth:`RateLimiter.admit` checks both and counts the request in
-both, atomically: a refused request counts nothing anywhere.
+both, atomically: a refused request counts nothing anywhere. An admitted request that is then refused by its budget
+is taken back with :meth:`RateLimiter.refund` (its decision's ``ticket``), so it costs no slot either.
 
 Algorithm: a sliding-window *log* for both dimensions, so there is no approximation at window edges.
 
@@ -24,13 +25,20 @@ Modules, one job each:
 - ``headers``: OpenAI's ``x-ratelimit-*`` response headers;
 - ``memory``: :class:`InProcessRateLimiter` (one process; the default);
 - ``redis``: :class:`RedisRateLimiter` (shared by every replica), with its Lua scripts in ``common.lua``,
-  ``admit.lua`` and ``record.lua`` next to it, read when a Redis limiter is built.
+  ``admit.lua``, ``record.lua`` and ``refund.lua`` next to it, read when a Redis limiter is built.
 """
 
 from __future__ import annotations
 
 from hermes_proxy.config import RateLimitsConfig
-from hermes_proxy.ratelimit.base import ALLOWED, WINDOW_S, RateDecision, RateLimiter, RateLimiterUnavailable
+from hermes_proxy.ratelimit.base import (
+    ALLOWED,
+    WINDOW_S,
+    RateDecision,
+    RateLimiter,
+    RateLimiterUnavailable,
+    Ticket,
+)
 from hermes_proxy.ratelimit.headers import format_duration
 from hermes_proxy.ratelimit.memory import InProcessRateLimiter
 from hermes_proxy.ratelimit.redis import RedisRateLimiter
@@ -43,6 +51,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterUnavailable",
     "RedisRateLimiter",
+    "Ticket",
     "format_duration",
     "open_rate_limiter",
 ]

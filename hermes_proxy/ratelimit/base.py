@@ -23,6 +23,19 @@ class RateLimiterUnavailable(HermesError):
     code = "rate_limiter_unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What one admitted request counted, so that :meth:`RateLimiter.refund` can take exactly that back.
+
+    Opaque to callers: hand it back to the limiter that issued it, with the same team and key. ``id`` names the
+    request's entries in every scope's logs, ``at`` is when they were counted and ``tokens`` the prompt tokens counted.
+    """
+
+    id: str
+    at: float
+    tokens: int
+
+
 @dataclass(frozen=True)
 class RateDecision:
     """The answer to :meth:`RateLimiter.admit`.
@@ -30,7 +43,8 @@ class RateDecision:
     ``headers`` are OpenAI's ``x-ratelimit-*`` headers (empty when no limit applies); on a refusal they also carry
     ``retry-after`` (whole seconds) and ``retry-after-ms``. ``retry_after_s`` is the ``Retry-After`` value: seconds
     until the request would be admitted, rounded up, at least 1. ``limit_type`` is ``"requests"`` or ``"tokens"`` for a
-    refusal (OpenAI's error ``type``).
+    refusal (OpenAI's error ``type``). ``ticket`` is set when the request was admitted and counted somewhere: pass it
+    to :meth:`RateLimiter.refund` to take the admission back (a request the budget then refused).
     """
 
     allowed: bool
@@ -38,6 +52,7 @@ class RateDecision:
     retry_after_s: float | None
     message: str | None
     limit_type: str | None = None
+    ticket: Ticket | None = None
 
     def error(self) -> RateLimited:
         """The 429 to raise for a refusal (headers included)."""
@@ -62,6 +77,13 @@ class RateLimiter(Protocol):
         """Add the completion tokens of an admitted request to its tokens-per-minute counters."""
         ...
 
+    async def refund(self, team: TeamPolicy, key_id: str | None, ticket: Ticket) -> None:
+        """Take back one admission (``ticket``, from its :class:`RateDecision`): remove that request and its prompt
+        tokens from every scope, as if it had never been admitted. An unknown ticket, one already refunded, or one
+        whose entries have left the window changes nothing. Never raises for an unreachable backend (it logs): a lost
+        refund only costs the client one slot for a minute."""
+        ...
+
     async def ping(self) -> None:
         """Raise :class:`RateLimiterUnavailable` when the limiter cannot work (for ``/readyz``)."""
         ...
@@ -72,12 +94,13 @@ class RateLimiter(Protocol):
 _KIND_TEXT = {"requests": "requests per minute", "tokens": "tokens per minute"}
 
 
-def decide(states: list[ScopeState]) -> RateDecision:
-    """Admitted when no scope refused; otherwise refused with the longest wait of every refusing limit."""
+def decide(states: list[ScopeState], ticket: Ticket | None = None) -> RateDecision:
+    """Admitted when no scope refused (carrying ``ticket``, what the admit counted); otherwise refused with the
+    longest wait of every refusing limit."""
     headers = ratelimit_headers(states)
     refusals = [(seconds, kind, state) for state in states for kind, seconds in state.refusals]
     if not refusals:
-        return RateDecision(allowed=True, headers=headers, retry_after_s=None, message=None)
+        return RateDecision(allowed=True, headers=headers, retry_after_s=None, message=None, ticket=ticket)
     # the client must wait for every refusing limit to clear: report the longest wait
     seconds, kind, state = max(refusals, key=lambda r: r[0])
     retry = retry_after_seconds(seconds)

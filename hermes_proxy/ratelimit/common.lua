@@ -1,4 +1,4 @@
--- Helpers shared by admit.lua and record.lua; RedisRateLimiter puts this file in front of each of them.
+-- Helpers shared by admit.lua, record.lua and refund.lua; RedisRateLimiter puts this file in front of each of them.
 -- Per scope, three keys: a ZSET of request ids scored by time, a ZSET of "<id>:<tokens>" scored by time, and the
 -- running token sum of that ZSET. All three share the team's hash tag, so one script may touch them on Redis Cluster.
 local function fmt(x) return string.format('%.17g', x) end

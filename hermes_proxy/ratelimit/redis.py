@@ -1,8 +1,9 @@
 """The Redis rate limiter: the same exact sliding-window logs, shared by every replica.
 
-One Lua script per admit (``admit.lua``), so check-and-count is atomic across processes; the clock is Redis's ``TIME``
-so replicas with skewed clocks agree; every key carries a TTL so nothing lingers. The scripts are package files, read
-when a limiter is built (see :func:`lua_script`).
+One Lua script per admit (``admit.lua``), so check-and-count is atomic across processes, and one per refund
+(``refund.lua``), so taking an admission back is too; the clock is Redis's ``TIME`` so replicas with skewed clocks
+agree; every key carries a TTL so nothing lingers. The scripts are package files, read when a limiter is built (see
+:func:`lua_script`).
 
 When Redis cannot be reached the limiter fails OPEN (the request is admitted, without headers, and a warning is
 logged), because rate limits protect throughput and fairness, not money: spend is enforced by the ledger, which fails
@@ -19,7 +20,7 @@ import uuid
 from importlib import resources
 from typing import Any
 
-from hermes_proxy.ratelimit.base import ALLOWED, WINDOW_S, RateDecision, RateLimiterUnavailable, decide
+from hermes_proxy.ratelimit.base import ALLOWED, WINDOW_S, RateDecision, RateLimiterUnavailable, Ticket, decide
 from hermes_proxy.ratelimit.scopes import Scope, ScopeState, scopes_for
 from hermes_proxy.retry_after import retry_after_seconds
 from policies.types import TeamPolicy
@@ -28,8 +29,8 @@ log = logging.getLogger("hermes_proxy.ratelimit")
 
 
 def lua_script(name: str) -> str:
-    """The source of one of this package's Lua scripts (``"admit.lua"``, ``"record.lua"``), after the helpers of
-    ``common.lua`` it uses."""
+    """The source of one of this package's Lua scripts (``"admit.lua"``, ``"record.lua"``, ``"refund.lua"``), after
+    the helpers of ``common.lua`` it uses."""
     files = resources.files("hermes_proxy.ratelimit")
     return files.joinpath("common.lua").read_text("utf-8") + files.joinpath(name).read_text("utf-8")
 
@@ -63,6 +64,7 @@ class RedisRateLimiter:
         self._redis = redis_asyncio.Redis.from_pool(pool)
         self._admit_script = self._redis.register_script(lua_script("admit.lua"))
         self._record_script = self._redis.register_script(lua_script("record.lua"))
+        self._refund_script = self._redis.register_script(lua_script("refund.lua"))
         self._prefix = prefix
         self._window = window_s
         self._fail_open = fail_open
@@ -70,6 +72,7 @@ class RedisRateLimiter:
         self._down_until = 0.0
         self._unavailable: tuple[type[BaseException], ...] = (
             exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ReadOnlyError, OSError, TimeoutError)
+        self._redis_error: type[BaseException] = exceptions.RedisError
         #: how many admits were let through (or refused, with fail_open=False) because Redis was unreachable
         self.failures = 0
 
@@ -80,19 +83,18 @@ class RedisRateLimiter:
             return ALLOWED
         if self._skipping():
             return self._unreachable(None)
-        keys: list[str] = []
-        args: list[str | int] = ["" if now is None else repr(float(now)), repr(self._window), uuid.uuid4().hex,
-                                 max(0, prompt_tokens)]
+        ident, prompt = uuid.uuid4().hex, max(0, prompt_tokens)
+        keys = self._scope_keys(team.name, scopes)
+        args: list[str | int] = ["" if now is None else repr(float(now)), repr(self._window), ident, prompt]
         for scope in scopes:
-            base = self._key(team.name, scope)
-            keys += [base + ":req", base + ":tok", base + ":sum"]
             args += [-1 if scope.rpm is None else scope.rpm, -1 if scope.tpm is None else scope.tpm]
         try:
             raw = await self._admit_script(keys=keys, args=args)
         except self._unavailable as exc:
             return self._unreachable(exc)
         self._down_until = 0.0
-        return decide(self._states(scopes, raw))
+        ticket = Ticket(ident, float(raw[1]), prompt) if int(raw[0]) else None
+        return decide(self._states(scopes, raw), ticket)
 
     async def record_completion(self, team: TeamPolicy, key_id: str | None, tokens: int, *,
                                 now: float | None = None) -> None:
@@ -112,6 +114,19 @@ class RedisRateLimiter:
         except self._unavailable as exc:
             self._mark_down(exc)
 
+    async def refund(self, team: TeamPolicy, key_id: str | None, ticket: Ticket) -> None:
+        scopes = scopes_for(team, key_id)
+        if not scopes or self._skipping():
+            return
+        try:
+            await self._refund_script(keys=self._scope_keys(team.name, scopes), args=[ticket.id, ticket.tokens])
+        except (*self._unavailable, self._redis_error) as exc:
+            # the request keeps its slot until it leaves the window: a small cost, not worth failing the request for
+            log.warning("rate limiter: could not refund a request of team '%s' (%s: %s); it counts until it leaves "
+                        "the window", team.name, type(exc).__name__, exc)
+            if isinstance(exc, self._unavailable):
+                self._down_until = time.monotonic() + self._retry_interval  # spare the next admits the timeout
+
     async def ping(self) -> None:
         try:
             await self._redis.ping()
@@ -123,6 +138,14 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
     # --- internals --------------------------------------------------------------------------------------------
+
+    def _scope_keys(self, team: str, scopes: list[Scope]) -> list[str]:
+        """The three keys of each scope, in order: its requests, its tokens, its token sum."""
+        keys: list[str] = []
+        for scope in scopes:
+            base = self._key(team, scope)
+            keys += [base + ":req", base + ":tok", base + ":sum"]
+        return keys
 
     def _key(self, team: str, scope: Scope) -> str:
         # the team's name is the hash tag: a team's keys and its keys' keys sit in one Cluster slot
