@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from hermes_proxy.errors import LedgerUnavailable
+
 MIGRATIONS_TABLE = "_hermes_migrations"
 
 
@@ -132,3 +134,12 @@ def pending(applied: Collection[str], migrations: tuple[Migration, ...] = MIGRAT
         raise RuntimeError(
             f"the ledger was migrated by a newer hermes-proxy (unknown migrations: {', '.join(sorted(unknown))})")
     return [m for m in migrations if m.__name__ not in applied]
+
+
+def to_apply(applied: Collection[str], d: Dialect) -> list[tuple[str, list[str]]]:
+    """(name, SQL statements) of each migration not yet applied, in order; ``LedgerUnavailable`` when the ledger was
+    migrated by a newer hermes-proxy."""
+    try:
+        return [(m.__name__, m(d)) for m in pending(applied)]
+    except RuntimeError as exc:
+        raise LedgerUnavailable(str(exc)) from None

@@ -17,52 +17,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from hermes_proxy import keys as keyutil
-from hermes_proxy.errors import InvalidRequest, LedgerUnavailable
-from hermes_proxy.ledger.base import (
-    Admission,
-    BudgetStatus,
-    Clock,
-    Hold,
-    KeyRecord,
-    RequestRecord,
-    SpanCache,
-    admit,
-    check_record,
-    check_spend_args,
-    cost_amount,
-    floor_bucket,
-    measure_query,
-    needs_hold,
-    new_hold,
-    new_key,
-    read_measure,
-    spend_rows,
-    tidy,
-    usages_for,
+from hermes_proxy.errors import LedgerUnavailable
+from hermes_proxy.ledger.admission import KeyState, admit, usages_for
+from hermes_proxy.ledger.amounts import cost_amount, floor_bucket
+from hermes_proxy.ledger.backend import LedgerBackend
+from hermes_proxy.ledger.measure import measure_query, read_measure
+from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE, POSTGRES, migrations_table_sql, to_apply
+from hermes_proxy.ledger.protocol import Clock
+from hermes_proxy.ledger.queries import (
+    AUDIT,
+    DELETE_HOLD,
+    INSERT_HOLD,
+    INSERT_KEY,
+    KEY_BY_HASH,
+    KEY_NAMES,
+    PURGE_EVERY,
+    PURGE_HOLDS,
+    REQUEST_COLUMNS,
+    REVOKE_KEY,
+    Codec,
+    audit_report,
+    key_from_row,
+    key_lookup,
+    key_name_taken,
+    key_to_revoke,
+    key_values,
+    list_keys_query,
+    request_from_row,
+    requests_query,
+    revoked,
+    spend_query,
 )
-from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE, POSTGRES, migrations_table_sql, pending
-from policies.budget import now_utc
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord, check_record
+from hermes_proxy.ledger.reports import check_spend_args, spend_rows
+from hermes_proxy.ledger.spans import Span
+from policies.budget import tidy
 from policies.types import TeamPolicy
-from policies.windows import require_aware
 
-PURGE_EVERY = timedelta(minutes=5)
-_KEY_COLUMNS = "id, team, name, prefix, limit_usd, created_at, revoked_at"
-_REQUEST_COLUMNS = (
-    "request_id, started_at, team, key_id, key_name, model, route, reasoning, prompt_tokens, completion_tokens, "
-    "reasoning_tokens, cost_usd, estimated, status, latency_ms, ttft_ms"
-)
+CODEC = Codec(money_out=tidy)
+#: the day of ``started_at`` in a zone
+LOCAL_DAY = "to_char(started_at AT TIME ZONE {tz}, 'YYYY-MM-DD')"
 _SETTLE = f"""
 WITH ins AS (
-    INSERT INTO requests ({_REQUEST_COLUMNS}, reserved_usd, recorded_at)
+    INSERT INTO requests ({REQUEST_COLUMNS}, reserved_usd, recorded_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
     ON CONFLICT (request_id) DO NOTHING
     RETURNING team, key_id, COALESCE(cost_usd, 0) AS cost
@@ -94,20 +99,20 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
-class PostgresLedger:
+class PostgresLedger(LedgerBackend):
+    codec = CODEC
+
     def __init__(
         self, url: str, *, reservation_ttl_s: float = 3600.0, clock: Clock | None = None,
         min_connections: int = 1, max_connections: int = 10, connect_timeout_s: float = 10.0,
     ) -> None:
+        super().__init__(reservation_ttl_s=reservation_ttl_s, clock=clock)
         self.url = url
-        self._ttl = timedelta(seconds=reservation_ttl_s)
-        self._clock = clock or now_utc
         self._min = min_connections
         self._max = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._next_purge: datetime | None = None
-        self._spans = SpanCache()
         self._schema = ""
 
     def __repr__(self) -> str:
@@ -132,7 +137,7 @@ class PostgresLedger:
             async with pool.acquire() as conn:
                 await _migrate(conn)
                 self._schema = await conn.fetchval("SELECT current_schema()") or ""
-                await conn.execute("DELETE FROM holds WHERE expires_at <= $1", self._clock())
+                await conn.execute(PURGE_HOLDS, self._clock())
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, _CONNECTION_ERRORS):
@@ -177,26 +182,16 @@ class PostgresLedger:
         digest = hashlib.blake2b(f"hermes-ledger\0{self._schema}\0{team}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big", signed=True)
 
-    def _now(self, now: datetime | None) -> datetime:
-        return require_aware(now if now is not None else self._clock(), "now")
-
     # --- budgets -----------------------------------------------------------------------------------------------------
 
-    async def reserve(
-        self, policy: TeamPolicy, key: KeyRecord | None, amount_usd: Decimal, *, now: datetime | None = None
+    async def _admit(
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
     ) -> Admission:
-        moment = self._now(now)
-        hold = new_hold(policy, key, amount_usd, moment, self._ttl)
-        amount = hold.amount_usd
-        if not needs_hold(policy, key):
-            return Admission(hold, (), f"team '{policy.name}' has no spend limit")
-        spans = self._spans.plan(policy, moment)
         measure, params = measure_query(policy.name, spans, hold.key_id, moment, when=_same, first=7)
         # insert the hold in the same statement as the measure (it does not see its own insert) and roll back on a
         # refusal; a hold need not survive a server crash (it would expire), so its commit does not wait for the WAL
         sql = (
-            "WITH new_hold AS (INSERT INTO holds (id, team, key_id, amount_usd, created_at, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6)) "
+            f"WITH new_hold AS ({INSERT_HOLD}) "
             + measure + ", set_config('synchronous_commit', 'off', true)"
         )
         async with self._conn() as conn:
@@ -206,7 +201,7 @@ class PostgresLedger:
                 row = await conn.fetchrow(sql, hold.id, hold.team, hold.key_id, hold.amount_usd, moment,
                                           hold.expires_at, *params)
                 spent, reserved, key_state = read_measure(row, spans, key, tidy)
-                decision = admit(policy, key_state, amount, usages_for(spans, spent, reserved, key_state, policy))
+                decision = admit(policy, key_state, hold.amount_usd, usages_for(spans, spent, reserved, key_state, policy))
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.execute("ROLLBACK")
@@ -216,7 +211,7 @@ class PostgresLedger:
             self._next_purge = moment + PURGE_EVERY
             with contextlib.suppress(LedgerUnavailable):
                 async with self._conn() as conn:
-                    await conn.execute("DELETE FROM holds WHERE expires_at <= $1", moment)
+                    await conn.execute(PURGE_HOLDS, moment)
         return Admission(hold, decision.budgets, decision.explanation)
 
     async def settle(self, hold: Hold, record: RequestRecord) -> None:
@@ -234,78 +229,45 @@ class PostgresLedger:
 
     async def release(self, hold: Hold) -> None:
         async with self._conn() as conn:
-            await conn.execute("DELETE FROM holds WHERE id = $1", hold.id)
+            await conn.execute(DELETE_HOLD, hold.id)
 
-    async def budget_status(
-        self, policy: TeamPolicy, *, now: datetime | None = None, key: KeyRecord | None = None
-    ) -> tuple[BudgetStatus, ...]:
-        moment = self._now(now)
-        spans = self._spans.plan(policy, moment)
-        sql, params = measure_query(policy.name, spans, key.id if key else None, moment, when=_same)
+    async def _measure(
+        self, team: str, spans: tuple[Span, ...], key: KeyRecord | None, now: datetime
+    ) -> tuple[list[Decimal], Decimal, KeyState | None]:
+        sql, params = measure_query(team, spans, key.id if key else None, now, when=_same)
         async with self._conn() as conn:
             row = await conn.fetchrow(sql, *params)
-        spent, reserved, key_state = read_measure(row, spans, key, tidy)
-        return tuple(u.status() for u in usages_for(spans, spent, reserved, key_state, policy))
+        return read_measure(row, spans, key, tidy)
 
     # --- keys --------------------------------------------------------------------------------------------------------
 
-    async def create_key(
-        self, team: str, name: str | None = None, limit_usd: Decimal | None = None
-    ) -> tuple[str, KeyRecord]:
-        plaintext, record, key_hash = new_key(team, name, limit_usd, self._clock())
+    async def _insert_key(self, record: KeyRecord, key_hash: str) -> None:
         try:
             async with self._conn() as conn:
-                await conn.execute(
-                    "INSERT INTO keys (id, team, name, prefix, key_hash, limit_usd, spent_usd, created_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
-                    record.id, record.team, record.name, record.prefix, key_hash, record.limit_usd,
-                    record.created_at,
-                )
+                await conn.execute(INSERT_KEY, *key_values(record, key_hash, CODEC))
         except asyncpg.UniqueViolationError:
-            raise InvalidRequest(f"team '{team}' already has a live key named '{record.name}'", param="name") from None
-        return plaintext, record
+            raise key_name_taken(record) from None
 
-    async def verify_key(self, plaintext: str) -> KeyRecord | None:
-        if not isinstance(plaintext, str) or not keyutil.looks_like_key(plaintext):
-            return None
-        candidate = keyutil.hash_key(plaintext)
+    async def _key_by_hash(self, key_hash: str) -> Sequence[Any] | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow(f"SELECT {_KEY_COLUMNS}, key_hash FROM keys WHERE key_hash = $1", candidate)
-        if row is None or not keyutil.hashes_match(row["key_hash"], candidate):
-            return None
-        record = _key(row)
-        return record if record.revoked_at is None else None
+            row: Sequence[Any] | None = await conn.fetchrow(KEY_BY_HASH, key_hash)
+        return row
 
     async def list_keys(self, team: str | None = None) -> list[KeyRecord]:
+        sql, params = list_keys_query(team)
         async with self._conn() as conn:
-            if team is None:
-                rows = await conn.fetch(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at, id")
-            else:
-                rows = await conn.fetch(f"SELECT {_KEY_COLUMNS} FROM keys WHERE team = $1 ORDER BY created_at, id",
-                                        team)
-        return [_key(row) for row in rows]
+            rows = await conn.fetch(sql, *params)
+        return [key_from_row(row, CODEC) for row in rows]
 
     async def revoke_key(self, key_id_or_name: str, team: str | None = None) -> KeyRecord | None:
         now = self._clock()
-        if key_id_or_name.startswith(keyutil.KEY_ID_PREFIX):
-            sql, params = f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = $1", [key_id_or_name]
-        else:
-            sql, params = f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = $1 AND revoked_at IS NULL", [key_id_or_name]
-        if team is not None:
-            sql += " AND team = $2"
-            params.append(team)
+        sql, params = key_lookup(key_id_or_name, team)
         async with self._conn() as conn, conn.transaction():
-            rows = await conn.fetch(sql + " FOR UPDATE", *params)
-            if not rows:
-                return None
-            if len(rows) > 1:
-                teams = ", ".join(sorted(row["team"] for row in rows))
-                raise InvalidRequest(f"key name '{key_id_or_name}' is used in several teams ({teams}): say which team")
-            record = _key(rows[0])
-            if record.revoked_at is not None:
+            record = key_to_revoke(await conn.fetch(sql + " FOR UPDATE", *params), key_id_or_name, CODEC)
+            if record is None or record.revoked_at is not None:
                 return record
-            await conn.execute("UPDATE keys SET revoked_at = $1 WHERE id = $2", now, record.id)
-        return KeyRecord(record.id, record.team, record.name, record.prefix, record.limit_usd, record.created_at, now)
+            await conn.execute(REVOKE_KEY, now, record.id)
+        return revoked(record, now)
 
     # --- reports -----------------------------------------------------------------------------------------------------
 
@@ -313,54 +275,17 @@ class PostgresLedger:
         self, *, team: str | None, by: str | None, since: datetime | None, until: datetime | None, tz: str = "UTC",
     ) -> list[dict[str, Any]]:
         check_spend_args(by, since, until, tz)
-        params: list[Any] = []
-
-        def param(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        group = {
-            None: "team", "team": "team", "model": "model", "route": "route", "status": "status",
-            "key": "COALESCE(key_id, '')",
-        }.get(by) or f"to_char(started_at AT TIME ZONE {param(tz)}, 'YYYY-MM-DD')"
-        where = []
-        if team is not None:
-            where.append(f"team = {param(team)}")
-        if since is not None:
-            where.append(f"started_at >= {param(since)}")
-        if until is not None:
-            where.append(f"started_at < {param(until)}")
-        sql = (
-            f"SELECT {group} AS grp, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(reasoning_tokens), "
-            "COALESCE(SUM(cost_usd), 0), COUNT(*) FILTER (WHERE cost_usd IS NULL), MAX(key_name) "
-            f"FROM requests {'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY grp"
-        )
+        sql, params = spend_query(by, team, since, until, tz, codec=CODEC, local_day=LOCAL_DAY)
         async with self._conn() as conn:
             rows = await conn.fetch(sql, *params)
-            names = {r["id"]: r["name"] for r in await conn.fetch("SELECT id, name FROM keys")} if by == "key" else None
+            names = {r["id"]: r["name"] for r in await conn.fetch(KEY_NAMES)} if by == "key" else None
         return spend_rows(by, [(*row[:5], tidy(row[5]), *row[6:]) for row in rows], names)
 
     async def requests(self, *, team: str | None = None, limit: int = 100) -> list[RequestRecord]:
+        sql, params = requests_query(team, limit)
         async with self._conn() as conn:
-            if team is None:
-                rows = await conn.fetch(
-                    f"SELECT {_REQUEST_COLUMNS} FROM requests ORDER BY started_at DESC, request_id DESC LIMIT $1",
-                    int(limit))
-            else:
-                rows = await conn.fetch(
-                    f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE team = $1 "
-                    "ORDER BY started_at DESC, request_id DESC LIMIT $2", team, int(limit))
-        return [
-            RequestRecord(
-                request_id=row["request_id"], started_at=row["started_at"], team=row["team"], key_id=row["key_id"],
-                key_name=row["key_name"], model=row["model"], route=row["route"], reasoning=row["reasoning"],
-                prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-                reasoning_tokens=row["reasoning_tokens"],
-                cost_usd=None if row["cost_usd"] is None else tidy(row["cost_usd"]), estimated=row["estimated"],
-                status=row["status"], latency_ms=row["latency_ms"], ttft_ms=row["ttft_ms"],
-            )
-            for row in rows
-        ]
+            rows = await conn.fetch(sql, *params)
+        return [request_from_row(row, CODEC) for row in rows]
 
     # --- for tests and checks ----------------------------------------------------------------------------------------
 
@@ -373,20 +298,8 @@ class PostgresLedger:
     async def audit(self) -> dict[str, Any]:
         """Internal consistency: every roll-up equals the SUM over the request rows it summarizes."""
         async with self._conn() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            requests = await conn.fetch("SELECT team, COALESCE(SUM(cost_usd), 0), COUNT(*) FROM requests GROUP BY team")
-            totals = await conn.fetch("SELECT team, spent_usd, requests FROM team_totals")
-            buckets = await conn.fetch("SELECT team, SUM(cost_usd), SUM(requests) FROM spend_buckets GROUP BY team")
-            keys = await conn.fetch(
-                "SELECT k.id, k.spent_usd, COALESCE((SELECT SUM(cost_usd) FROM requests r WHERE r.key_id = k.id), 0)"
-                " FROM keys k")
-            holds = await conn.fetchrow("SELECT COUNT(*), COALESCE(SUM(amount_usd), 0) FROM holds")
-        return {
-            "requests": {t: (tidy(c), n) for t, c, n in requests},
-            "totals": {t: (tidy(c), n) for t, c, n in totals},
-            "buckets": {t: (tidy(c), n) for t, c, n in buckets},
-            "keys": {k: (tidy(a), tidy(b)) for k, a, b in keys},
-            "holds": (holds[0], tidy(holds[1])),
-        }
+            results = [await conn.fetch(sql) for sql in AUDIT]
+        return audit_report(results, CODEC)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------------
@@ -401,27 +314,14 @@ async def _migrate(conn: asyncpg.Connection) -> None:
             raise LedgerUnavailable("the PostgreSQL search_path names no existing schema to create the ledger in")
         await conn.execute(migrations_table_sql(POSTGRES))
         applied = {row["name"] for row in await conn.fetch(f"SELECT name FROM {MIGRATIONS_TABLE}")}
-        try:
-            todo = pending(applied)
-        except RuntimeError as exc:
-            raise LedgerUnavailable(str(exc)) from None
-        for migration in todo:
-            for statement in migration(POSTGRES):
+        for name, statements in to_apply(applied, POSTGRES):
+            for statement in statements:
                 await conn.execute(statement)
-            await conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ($1, now())",
-                               migration.__name__)
+            await conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ($1, now())", name)
 
 
 def _same(moment: datetime) -> datetime:
     return moment
-
-
-def _key(row: Any) -> KeyRecord:
-    return KeyRecord(
-        id=row["id"], team=row["team"], name=row["name"], prefix=row["prefix"],
-        limit_usd=None if row["limit_usd"] is None else tidy(row["limit_usd"]),
-        created_at=row["created_at"], revoked_at=row["revoked_at"],
-    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,94 @@
+"""What the SQLite and PostgreSQL ledgers do the same way around their store.
+
+:class:`LedgerBackend` holds the clock, the reservation TTL and the span cache, and implements ``reserve`` (the hold,
+the no-limit shortcut, the spans), ``budget_status``, ``create_key`` and ``verify_key`` over four small store
+operations each backend supplies (admit a hold, measure, insert a key, find a key by its hash).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hermes_proxy import keys as keyutil
+from hermes_proxy.ledger.admission import KeyState, needs_hold, usages_for
+from hermes_proxy.ledger.protocol import Clock
+from hermes_proxy.ledger.queries import Codec, key_from_row
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, new_hold, new_key
+from hermes_proxy.ledger.spans import Span, SpanCache
+from policies.budget import BudgetStatus, now_utc
+from policies.types import TeamPolicy
+from policies.windows import require_aware
+
+
+class LedgerBackend(ABC):
+    codec: Codec
+
+    def __init__(self, *, reservation_ttl_s: float, clock: Clock | None) -> None:
+        self._ttl = timedelta(seconds=reservation_ttl_s)
+        self._clock = clock or now_utc
+        self._spans = SpanCache()
+
+    def _now(self, now: datetime | None) -> datetime:
+        return require_aware(now if now is not None else self._clock(), "now")
+
+    # --- what each store supplies ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _admit(
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
+    ) -> Admission:
+        """Measure, decide and store ``hold`` atomically; raise the refusal (``BudgetExceeded``, a revoked key)."""
+
+    @abstractmethod
+    async def _measure(
+        self, team: str, spans: tuple[Span, ...], key: KeyRecord | None, now: datetime
+    ) -> tuple[list[Decimal], Decimal, KeyState | None]:
+        """Spend per span, the team's holds, and the key's state, in one snapshot."""
+
+    @abstractmethod
+    async def _insert_key(self, record: KeyRecord, key_hash: str) -> None:
+        """Store a new key; raise ``InvalidRequest`` when the team has a live key of that name."""
+
+    @abstractmethod
+    async def _key_by_hash(self, key_hash: str) -> Sequence[Any] | None:
+        """The row (KEY_COLUMNS, then key_hash) of the key with this hash."""
+
+    # --- shared operations -------------------------------------------------------------------------------------------
+
+    async def reserve(
+        self, policy: TeamPolicy, key: KeyRecord | None, amount_usd: Decimal, *, now: datetime | None = None
+    ) -> Admission:
+        moment = self._now(now)
+        hold = new_hold(policy, key, amount_usd, moment, self._ttl)
+        if not needs_hold(policy, key):  # no limit applies: reserving needs no I/O
+            return Admission(hold, (), f"team '{policy.name}' has no spend limit")
+        return await self._admit(policy, key, hold, moment, self._spans.plan(policy, moment))
+
+    async def budget_status(
+        self, policy: TeamPolicy, *, now: datetime | None = None, key: KeyRecord | None = None
+    ) -> tuple[BudgetStatus, ...]:
+        moment = self._now(now)
+        spans = self._spans.plan(policy, moment)
+        spent, reserved, key_state = await self._measure(policy.name, spans, key, moment)
+        return tuple(u.status() for u in usages_for(spans, spent, reserved, key_state, policy))
+
+    async def create_key(
+        self, team: str, name: str | None = None, limit_usd: Decimal | None = None
+    ) -> tuple[str, KeyRecord]:
+        plaintext, record, key_hash = new_key(team, name, limit_usd, self._clock())
+        await self._insert_key(record, key_hash)
+        return plaintext, record
+
+    async def verify_key(self, plaintext: str) -> KeyRecord | None:
+        if not isinstance(plaintext, str) or not keyutil.looks_like_key(plaintext):
+            return None
+        candidate = keyutil.hash_key(plaintext)
+        row = await self._key_by_hash(candidate)
+        if row is None or not keyutil.hashes_match(row[7], candidate):
+            return None
+        record = key_from_row(row, self.codec)
+        return record if record.revoked_at is None else None

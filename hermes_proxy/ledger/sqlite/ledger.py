@@ -1,0 +1,126 @@
+"""The SQLite ledger: wires the worker thread, group admission and group commit to the :class:`Ledger` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from hermes_proxy.ledger.admission import KeyState
+from hermes_proxy.ledger.amounts import cost_amount
+from hermes_proxy.ledger.backend import LedgerBackend
+from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE
+from hermes_proxy.ledger.protocol import Clock
+from hermes_proxy.ledger.queries import (
+    DELETE_HOLD,
+    KEY_BY_HASH,
+    key_from_row,
+    list_keys_query,
+    request_from_row,
+    requests_query,
+)
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord, check_record
+from hermes_proxy.ledger.reports import check_spend_args
+from hermes_proxy.ledger.spans import Span
+from hermes_proxy.ledger.sqlite import statements
+from hermes_proxy.ledger.sqlite.groups import GroupAdmission, GroupCommit
+from hermes_proxy.ledger.sqlite.statements import CODEC, execute
+from hermes_proxy.ledger.sqlite.worker import SQLiteWorker
+from policies.types import TeamPolicy
+
+
+class SQLiteLedger(LedgerBackend):
+    codec = CODEC
+
+    def __init__(
+        self, path: str | Path, *, reservation_ttl_s: float = 3600.0, clock: Clock | None = None,
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        super().__init__(reservation_ttl_s=reservation_ttl_s, clock=clock)
+        self.path = str(path)
+        self._worker = SQLiteWorker(self.path, busy_timeout_ms=busy_timeout_ms, clock=self._clock)
+        self._admissions = GroupAdmission(self._worker.run, self.release)
+        self._settles = GroupCommit(self._worker.run, self._clock)
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({self.path!r})"
+
+    @property
+    def in_memory(self) -> bool:
+        return self._worker.in_memory
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._worker.start()
+
+    async def close(self) -> None:
+        await self._settles.drain()  # settles already accepted are committed before closing
+        await self._worker.close()
+
+    async def ping(self) -> None:
+        await self._worker.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # --- budgets -----------------------------------------------------------------------------------------------------
+
+    async def _admit(
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
+    ) -> Admission:
+        return await self._admissions.reserve(policy, key, hold, moment, spans)
+
+    async def settle(self, hold: Hold, record: RequestRecord) -> None:
+        """Record the request and drop its hold, durably, before returning (grouped with concurrent settles)."""
+        check_record(record)
+        cost = None if record.cost_usd is None else cost_amount(record.cost_usd)
+        await self._settles.settle(hold, record, cost)
+
+    async def release(self, hold: Hold) -> None:
+        await self._worker.run(execute, DELETE_HOLD, (hold.id,))
+
+    async def _measure(
+        self, team: str, spans: tuple[Span, ...], key: KeyRecord | None, now: datetime
+    ) -> tuple[list[Decimal], Decimal, KeyState | None]:
+        return await self._worker.run(statements.measure, team, spans, key, now)
+
+    # --- keys --------------------------------------------------------------------------------------------------------
+
+    async def _insert_key(self, record: KeyRecord, key_hash: str) -> None:
+        await self._worker.run(statements.insert_key, record, key_hash)
+
+    async def _key_by_hash(self, key_hash: str) -> Sequence[Any] | None:
+        return await self._worker.run(lambda conn: execute(conn, KEY_BY_HASH, (key_hash,)).fetchone())
+
+    async def list_keys(self, team: str | None = None) -> list[KeyRecord]:
+        sql, params = list_keys_query(team)
+        rows = await self._worker.run(lambda conn: execute(conn, sql, params).fetchall())
+        return [key_from_row(row, CODEC) for row in rows]
+
+    async def revoke_key(self, key_id_or_name: str, team: str | None = None) -> KeyRecord | None:
+        return await self._worker.run(statements.revoke_key, key_id_or_name, team, self._clock())
+
+    # --- reports -----------------------------------------------------------------------------------------------------
+
+    async def spend(
+        self, *, team: str | None, by: str | None, since: datetime | None, until: datetime | None, tz: str = "UTC",
+    ) -> list[dict[str, Any]]:
+        check_spend_args(by, since, until, tz)
+        return await self._worker.run(statements.spend, team, by, since, until, tz)
+
+    async def requests(self, *, team: str | None = None, limit: int = 100) -> list[RequestRecord]:
+        sql, params = requests_query(team, limit)
+        rows = await self._worker.run(lambda conn: execute(conn, sql, params).fetchall())
+        return [request_from_row(row, CODEC) for row in rows]
+
+    # --- for tests and checks ----------------------------------------------------------------------------------------
+
+    async def migrations(self) -> list[str]:
+        """Names of the applied migrations, in order."""
+        rows = await self._worker.run(
+            lambda conn: conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY applied_at, rowid").fetchall())
+        return [row[0] for row in rows]
+
+    async def audit(self) -> dict[str, Any]:
+        """Internal consistency: every roll-up equals the SUM over the request rows it summarizes."""
+        return await self._worker.run(statements.audit)
