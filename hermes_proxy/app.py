@@ -27,7 +27,7 @@ from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import Ledger
 from hermes_proxy.metrics import Metrics
 from hermes_proxy.pipeline import Gateway
-from hermes_proxy.pricing import Price, resolve_prices
+from hermes_proxy.pricing import Prices, resolve_prices
 from hermes_proxy.ratelimit import RateLimiter, open_rate_limiter
 from hermes_proxy.reload import reload_on_sighup, stop_reloading
 from hermes_proxy.routes import (
@@ -86,7 +86,7 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 
 
 def build_gateway(config: Config, ledger: Ledger, counter: TokenCounter, *,
-                  prices: dict[str, Price | None] | None = None,
+                  prices: Prices | None = None,
                   rate_limiter: RateLimiter | None = None, metrics: Metrics | None = None,
                   sleep: Callable[[float], Any] | None = None) -> Gateway:
     # an upstream left out for want of its API key gets no client: no route uses it, /readyz does not probe it
@@ -102,7 +102,7 @@ def create_app(
     *,
     ledger: Ledger | None = None,
     counter: TokenCounter | None = None,
-    prices: dict[str, Price | None] | None = None,
+    prices: Prices | None = None,
     sleep: Callable[[float], Any] | None = None,
 ) -> web.Application:
     """The proxy. Tests may inject a ledger, a token counter, prices, or the sleep used between retries."""

@@ -1,4 +1,5 @@
-"""Dollars as text, in one place: :func:`usd_text` for machines, :func:`format_usd` for people.
+"""Dollars as text, in one place: :func:`usd_text` for machines, :func:`format_usd` for people, and
+:func:`usd_from_json` for amounts an upstream reports.
 
 Amounts are :class:`~decimal.Decimal` everywhere. This module imports nothing but :mod:`decimal`: the chat UI imports
 it, and it must stay cheap to import.
@@ -6,12 +7,24 @@ it, and it must stay cheap to import.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
-__all__ = ["UNKNOWN_USD", "format_usd", "usd_text"]
+__all__ = ["UNKNOWN_USD", "format_usd", "usd_from_json", "usd_text"]
 
 #: what :func:`format_usd` shows for an amount nobody knows (an unpriced route)
 UNKNOWN_USD = "—"
+
+
+def usd_from_json(value: Any) -> Decimal | None:
+    """A non-negative finite amount from a JSON number or numeric string; ``None`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
 
 
 def usd_text(value: Decimal) -> str:

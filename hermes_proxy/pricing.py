@@ -55,6 +55,10 @@ class Price:
     source: str
 
 
+#: every route's price, keyed by the route (so two aliases of one ``upstream:model`` keep their own)
+Prices = Mapping[Route, "Price | None"]
+
+
 def resolve_price(route: Route, upstream: UpstreamConfig, *, litellm_prices: Mapping[str, Any] | None) -> Price | None:
     """The price of ``route`` (see the module docstring for the order), ``None`` when unpriced."""
     if route.input_usd_per_mtok is not None and route.output_usd_per_mtok is not None:
@@ -177,23 +181,24 @@ def worst_case_cost(prompt_tokens: int, max_tokens: int, price: Price | None) ->
     return (max(prompt_tokens, 0) * price.input_usd_per_mtok + max(max_tokens, 0) * price.output_usd_per_mtok) / MTOK
 
 
-def resolve_prices(config: Config) -> dict[str, Price | None]:
-    """Every route's price by ``route.label`` (``upstream:model``); litellm's map is read only if needed, once."""
+def resolve_prices(config: Config) -> dict[Route, Price | None]:
+    """Every route's price, keyed by the route itself: two aliases routed to one ``upstream:model`` keep their own
+    prices. litellm's map is read only if needed, once."""
     litellm_prices: dict[str, Any] | None = None
-    prices: dict[str, Price | None] = {}
+    prices: dict[Route, Price | None] = {}
     for model in config.models:
         for route in model.routes:
             upstream = config.upstream(route.upstream)
             if litellm_prices is None and needs_litellm_prices(route, upstream):
                 litellm_prices = load_litellm_price_map()
-            prices[route.label] = resolve_price(route, upstream, litellm_prices=litellm_prices)
+            prices[route] = resolve_price(route, upstream, litellm_prices=litellm_prices)
     return prices
 
 
-def unpriced_routes(config: Config, prices: Mapping[str, Price | None] | None = None) -> list[str]:
+def unpriced_routes(config: Config, prices: Mapping[Route, Price | None] | None = None) -> list[str]:
     """``"<alias> via <upstream>:<model>"`` for every route without a price, for the start-up warning."""
     if prices is None:
         prices = resolve_prices(config)
     return [f"{model.alias} via {route.label}" for model in config.models for route in model.routes
-            if prices.get(route.label) is None]
+            if prices.get(route) is None]
 

@@ -19,6 +19,7 @@ from hermes_proxy.errors import (
     ModelNotFound,
     RequestTooLarge,
     UpstreamStreamError,
+    internal_error,
     to_openai_error,
 )
 from hermes_proxy.json_body import parse_json_body
@@ -26,6 +27,7 @@ from hermes_proxy.ledger.base import usd_text
 from hermes_proxy.pipeline import ChatCall, Piece
 from hermes_proxy.sse import DONE, KEEPALIVE, encode_event
 
+log = logging.getLogger("hermes_proxy")
 request_log = logging.getLogger("hermes_proxy.requests")
 READY_TIMEOUT_S = 3.0
 #: extra readiness probes (name -> async callable), e.g. the shared rate limiter
@@ -84,6 +86,10 @@ def _call_headers(call: ChatCall) -> dict[str, str]:
         "x-hermes-route": info.route.label,
         "x-hermes-model": info.model,
         "x-hermes-max-tokens": f"{info.max_tokens}; source={info.max_tokens_source}",
+        # the ledger's id of this request (x-request-id echoes the client's own when it sent one)
+        "x-hermes-request-id": call.request_id,
+        # the worst case held against the budget while the request runs
+        "x-hermes-reserved-usd": _usd(info.reserved_usd),
     }
     if info.simulated:
         headers["x-hermes-simulated"] = "true"
@@ -112,7 +118,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         gateway = current_gateway(request.app)
         call = gateway.chat(body, principal, reasoning_header=request.headers.get("x-hermes-reasoning"),
-                            request_id=request[REQUEST_ID])
+                            client_request_id=request[REQUEST_ID])
         async with call:
             if isinstance(body, dict) and body.get("stream"):
                 return await _stream(request, call, include_usage=_include_usage(body))
@@ -171,6 +177,14 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
                                  + json.dumps(piece.finish_reason).encode() + b"}]}\n\n")
     except UpstreamStreamError as exc:
         await response.write(encode_event(to_openai_error(exc)))
+    except (ConnectionError, asyncio.CancelledError):
+        raise  # the client is gone: nothing more to write; the call settles as cancelled
+    except Exception:
+        # the headers are out: a second status line cannot follow. End the stream properly; the call still settles.
+        log.exception("request %s: unexpected error after the response started", call.request_id)
+        error = internal_error(call.request_id)
+        call.fail(error)
+        await response.write(encode_event(to_openai_error(error)))
     if include_usage:
         outcome = call.compute_outcome("ok" if call.outcome is None else call.outcome.status)
         await response.write(prefix + b',"choices":[],"usage":'
@@ -272,7 +286,7 @@ def _model_entries(request: web.Request, model: Any) -> list[dict[str, Any]]:
     gateway = current_gateway(request.app)
     simulated = gateway.is_simulated(model)
     primary = model.routes[0]
-    price = gateway.prices.get(primary.label)
+    price = gateway.prices.get(primary)
     base = {
         "object": "model",
         "created": 1755000000,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from hermes_proxy.money import usd_from_json
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -53,15 +55,7 @@ class Usage:
         reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else None
         prompt_details = raw.get("prompt_tokens_details")
         cached = _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None
-        cost = raw.get("cost")
-        upstream_cost = None
-        if isinstance(cost, (int, float, str)) and not isinstance(cost, bool):
-            try:
-                upstream_cost = Decimal(str(cost))
-            except ArithmeticError:
-                upstream_cost = None
-            if upstream_cost is not None and (not upstream_cost.is_finite() or upstream_cost < 0):
-                upstream_cost = None
+        upstream_cost = usd_from_json(raw.get("cost"))
         completion = completion or 0
         return cls(
             prompt_tokens=prompt or 0,

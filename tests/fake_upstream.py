@@ -47,6 +47,10 @@ class Script:
     #: pause between content events (a slow model)
     delay_s: float = 0.0
     tool_call: dict[str, Any] | None = None
+    #: generate past max_tokens as some routers and old servers do (the usage reported counts it all)
+    ignore_max_tokens: bool = False
+    #: extra usage fields OpenRouter sends (e.g. BYOK: is_byok, cost_details.upstream_inference_cost)
+    usage_extra: dict[str, Any] = field(default_factory=dict)
     #: every chunk carries the running usage totals (vLLM with continuous usage stats), the last one the full figures
     cumulative_usage: bool = False
     #: the template opened <think> in the generation prompt: with reasoning on the text starts inside the reasoning
@@ -99,7 +103,7 @@ def make_upstream_app(script: Script) -> web.Application:
         if script.tool_call:
             message["tool_calls"] = [script.tool_call]
             message["content"] = None
-        usage = dict(script.usage)
+        usage = {**script.usage, **script.usage_extra}
         if script.dialect == "openrouter" and script.openrouter_cost is not None:
             usage["cost"] = script.openrouter_cost
         return web.json_response({"id": "up-1", "object": "chat.completion", "model": body.get("model"),
@@ -154,7 +158,7 @@ async def _stream(request: web.Request, script: Script, body: dict[str, Any], re
         pieces += [{"content": text[i:i + script.piece]} for i in range(0, len(text), script.piece)]
     limit = body.get("max_tokens")
     finish = "stop"
-    if isinstance(limit, int) and limit < len(pieces):
+    if isinstance(limit, int) and limit < len(pieces) and not script.ignore_max_tokens:
         pieces, finish = pieces[:limit], "length"
     for index, delta in enumerate(pieces):
         if script.die_after is not None and index == script.die_after:
@@ -176,7 +180,7 @@ async def _stream(request: web.Request, script: Script, body: dict[str, Any], re
     await event(chunk({}, finish))
     wants_usage = (body.get("stream_options") or {}).get("include_usage")
     if script.send_usage and wants_usage:
-        usage = dict(script.usage)
+        usage = {**script.usage, **script.usage_extra}
         if script.dialect == "openrouter" and script.openrouter_cost is not None:
             usage["cost"] = script.openrouter_cost
         await event({"id": "up-1", "object": "chat.completion.chunk", "model": body.get("model"), "choices": [],

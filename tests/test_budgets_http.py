@@ -67,12 +67,15 @@ async def test_refusal_names_team_window_spent_limit_and_reset(aiohttp_server: A
                          teams={"default": {"budgets": [{"window": "daily", "limit_usd": 0.0001}],
                                             "max_tokens": 10, "timezone": "Europe/Berlin"}})
     first = await sdk(client).chat.completions.with_raw_response.create(model="hermes-4-405b", messages=USER)
-    assert Decimal(first.headers["x-hermes-budget-remaining-usd"]) == Decimal("0.0001") - COST
+    # the fake upstream reports 20 completion tokens although max_tokens is 10: the proxy bills 10 at most
+    capped = Decimal(31) / 10**6 + Decimal(10) * 3 / 10**6
+    assert Decimal(first.headers["x-hermes-cost-usd"]) == capped
+    assert Decimal(first.headers["x-hermes-budget-remaining-usd"]) == Decimal("0.0001") - capped
     with pytest.raises(openai.RateLimitError) as caught:
         await sdk(client).chat.completions.create(model="hermes-4-405b", messages=USER)
     error = caught.value
     assert error.status_code == 429 and error.code == "insufficient_quota"
-    for part in ("default", "daily", "0.000091", "0.0001"):
+    for part in ("default", "daily", str(capped), "0.0001"):
         assert part in error.message
     assert "reset" in error.message.lower()
 
@@ -130,7 +133,7 @@ async def test_client_disconnect_mid_stream_bills_what_was_generated(aiohttp_ser
         if rows:
             break
         await asyncio.sleep(0.02)
-    assert rows and rows[0].status == "client_disconnected"
+    assert rows and rows[0].status == "cancelled"
     assert rows[0].estimated and 0 < rows[0].completion_tokens < 2000
     assert rows[0].cost_usd is not None and rows[0].cost_usd > 0
 

@@ -207,9 +207,10 @@ def test_unpriced_routes_for_the_startup_warning() -> None:
         "hermes-4-70b via nebius:nebius/not-in-the-map",
     ]
     prices = resolve_prices(config)
-    assert set(prices) == {r.label for m in config.models for r in m.routes}
-    assert prices["openrouter:nousresearch/hermes-4-405b"] == Price(D("1.0"), D("3.0"), None, "config")
-    litellm_price = prices["nebius:nebius/NousResearch/Hermes-4-405B"]
+    by_label = {route.label: price for route, price in prices.items()}
+    assert set(by_label) == {r.label for m in config.models for r in m.routes}
+    assert by_label["openrouter:nousresearch/hermes-4-405b"] == Price(D("1.0"), D("3.0"), None, "config")
+    litellm_price = by_label["nebius:nebius/NousResearch/Hermes-4-405B"]
     assert litellm_price is not None and litellm_price.source == "litellm price map"
     assert unpriced_routes(config, prices) == unpriced_routes(config)
 
@@ -227,4 +228,24 @@ def test_resolve_prices_skips_the_litellm_map_when_no_route_needs_it(monkeypatch
                                      "output_usd_per_mtok": 2}]}},
         "ledger": {"url": "memory://"},
     }, env={})
-    assert resolve_prices(config) == {"nebius:x": Price(D("1"), D("2"), None, "config")}
+    (route,) = config.models[0].routes
+    assert resolve_prices(config) == {route: Price(D("1"), D("2"), None, "config")}
+
+
+def test_two_aliases_on_one_upstream_model_keep_their_own_prices() -> None:
+    config = parse_config({
+        "upstreams": [{"name": "local", "kind": "vllm", "base_url": "http://127.0.0.1:9/v1"}],
+        "models": {
+            "hermes": {"routes": [{"upstream": "local", "model": "Hermes-4-405B", "input_usd_per_mtok": 1,
+                                   "output_usd_per_mtok": 3}]},
+            "hermes-internal": {"routes": [{"upstream": "local", "model": "Hermes-4-405B",
+                                            "gpu_usd_per_hour": 98, "tokens_per_s": 37}]},
+        },
+        "ledger": {"url": "memory://"},
+    }, env={})
+    prices = resolve_prices(config)
+    (public,), (internal,) = (m.routes for m in config.models)
+    assert public.label == internal.label
+    assert prices[public] == Price(D("1"), D("3"), None, "config")
+    internal_price = prices[internal]
+    assert internal_price is not None and internal_price.output_usd_per_mtok > 700  # $98/h at 37 tok/s

@@ -255,7 +255,7 @@ async def test_client_disconnect_mid_stream_is_billed(proxy: ProxyFactory) -> No
         if rows:
             break
         await asyncio.sleep(0.02)
-    assert rows and rows[0].status == "client_disconnected"
+    assert rows and rows[0].status == "cancelled"
     assert rows[0].completion_tokens > 0
 
 

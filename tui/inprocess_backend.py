@@ -77,7 +77,7 @@ class InProcessBackend:
         result = []
         for model in self.gateway.models_for(self.principal.team):
             primary = model.routes[0]
-            price = self.gateway.prices.get(primary.label)
+            price = self.gateway.prices.get(primary)
             simulated = self.gateway.is_simulated(model)
             result.append(ModelInfo(
                 alias=model.alias,

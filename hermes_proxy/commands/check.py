@@ -14,14 +14,14 @@ from hermes_proxy.config import (
     load_config,
 )
 from hermes_proxy.money import format_usd
-from hermes_proxy.pricing import Price, resolve_prices
+from hermes_proxy.pricing import Prices, resolve_prices
 from hermes_proxy.tokens import TokenCounter, load_token_counter
 
 BUILT_IN_DEFAULTS = ("hermes-4-405b and hermes-4-70b on Nous Portal and/or OpenRouter when $NOUS_API_KEY or "
                      "$OPENROUTER_API_KEY is set, else on the simulated Hermes")
 
 
-def describe(config: Config, counter: TokenCounter, prices: dict[str, Price | None]) -> str:
+def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
     """What would run: upstreams, models and their routes with prices, teams, ledger, tokenizer."""
     lines: list[str] = []
     if config.source is not None:
@@ -58,7 +58,7 @@ def describe(config: Config, counter: TokenCounter, prices: dict[str, Price | No
                 lines.append(f"      LEFT OUT {route.upstream} -> {route.model}: "
                              f"${config.upstream(route.upstream).api_key_env} is not set")
                 continue
-            price = prices.get(route.label)
+            price = prices.get(route)
             role = "primary " if route == usable[0] else "failover"
             if price is None:
                 cost = "UNPRICED: requests are recorded with an unknown cost and cannot be held to budgets"
@@ -76,7 +76,7 @@ def describe(config: Config, counter: TokenCounter, prices: dict[str, Price | No
     return "\n".join(lines)
 
 
-def warnings_for(config: Config, prices: dict[str, Price | None]) -> list[str]:
+def warnings_for(config: Config, prices: Prices) -> list[str]:
     warnings: list[str] = []
     if config.source is not None and not config.models:
         what = "no upstreams and no models" if not config.upstreams else "no models ([models.<alias>] routes)"
@@ -86,7 +86,7 @@ def warnings_for(config: Config, prices: dict[str, Price | None]) -> list[str]:
     # upstreams left out for want of a key are in left_out_notice(), said once
     for model in config.models:
         for route in config.usable_routes(model):
-            if prices.get(route.label) is None:
+            if prices.get(route) is None:
                 warnings.append(f"model {model.alias!r} route {route.label}: no price; cost will be recorded as unknown")
     slowest_tokens_per_s = 20
     for team in config.teams:

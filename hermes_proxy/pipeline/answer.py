@@ -1,9 +1,11 @@
 """Stage 5, the answer: upstream chunks -> shaped pieces for the client.
 
 Reasoning is read from ``delta.reasoning_content`` / ``delta.reasoning`` and from ``<think>`` in the text (the
-dialect's splitter), shaped as the client asked (parsed, raw, hidden), and metered per upstream call. A reasoning
-budget the host does not enforce is enforced here: the reasoning is cut at the budget and the dialect's follow-up
-request gets the answer. While nothing can be sent (hidden reasoning), keep-alive pieces keep the connection open.
+dialect's splitter), shaped as the client asked (parsed, raw, hidden), and metered per upstream call. ``max_tokens``
+is a ceiling on what is relayed, whatever the upstream does with it: past it the answer ends with
+``finish_reason: "length"`` and the upstream is hung up on. A reasoning budget the host does not enforce is enforced
+here: the reasoning is cut at the budget and the dialect's follow-up request gets the answer. While nothing can be
+sent (hidden reasoning), keep-alive pieces keep the connection open.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class Answer:
         self._cap = None if self.dialect.enforces_reasoning_budget(connection.route) \
             else plan.decision.max_reasoning_tokens
         self._reasoning_tokens = 0
+        #: what was relayed so far (reasoning and answer): characters, and tokens once they could reach max_tokens
+        self._relayed_chars = 0
+        self._relayed_tokens: int | None = None
+        self.capped = False
         meter.new_call(plan.prompt_tokens)
 
     async def pieces(self) -> AsyncIterator[Piece]:
@@ -59,6 +65,8 @@ class Answer:
                 piece = self._step(chunk)
                 if piece is not None:
                     yield piece
+                if self.capped:
+                    return
                 if cap is not None and self.finish_reason is None and not self.shaper.has_content \
                         and self._reasoning_tokens >= cap:
                     await close_stream(stream)
@@ -105,6 +113,12 @@ class Answer:
                 reasoning = ""
             split_r, text = self._splitter.feed(content) if isinstance(content, str) and content else ("", "")
             reasoning += split_r
+        if reasoning or text:
+            reasoning, text = self._within_max_tokens(reasoning, text)
+            if self.capped:
+                shaped = _merge(self._shape(reasoning, text), self.shaper.finish())
+                self.finish_reason = "length"
+                return self._sent(Piece(delta=shaped, finish_reason="length"))
         shaped = self._shape(reasoning, text)
         tool_calls = delta.get("tool_calls")
         tool_calls = tool_calls if isinstance(tool_calls, list) and tool_calls else None
@@ -114,12 +128,37 @@ class Answer:
         finish = choice.get("finish_reason") or None
         if finish:
             shaped = _merge(shaped, self._end_text())
+            finish = "length" if self.capped else finish
             self.finish_reason = finish
         if shaped or tool_calls or finish:
             return self._sent(Piece(delta=shaped, tool_calls=tool_calls, finish_reason=finish))
         if (reasoning or text) and self._clock() - self._last_sent >= KEEPALIVE_S:
             return self._sent(Piece(keepalive=True))
         return None
+
+    def _within_max_tokens(self, reasoning: str, content: str) -> tuple[str, str]:
+        """The part of this (reasoning, content) that fits in ``max_tokens`` with what was relayed before; sets
+        :attr:`capped` when something had to be left out. Tokens are counted only once the characters relayed could
+        reach the limit (a token is at least one character)."""
+        limit = self.plan.max_tokens
+        self._relayed_chars += len(reasoning) + len(content)
+        if self._relayed_chars < limit:
+            return reasoning, content
+        count = self.counter.count_text
+        if self._relayed_tokens is None:
+            before = self.shaper.reasoning_text + self.shaper.content_text
+            self._relayed_tokens = count(before) if before else 0
+        room = limit - self._relayed_tokens
+        r_tokens = count(reasoning) if reasoning else 0
+        c_tokens = count(content) if content else 0
+        if r_tokens + c_tokens <= room:
+            self._relayed_tokens += r_tokens + c_tokens
+            return reasoning, content
+        self.capped = True
+        self.meter.current.capped = True
+        if r_tokens >= room:
+            return self.counter.head(reasoning, room), ""
+        return reasoning, self.counter.head(content, room - r_tokens)
 
     def _shape(self, reasoning: str, content: str) -> dict[str, str]:
         if reasoning and self._cap is not None:
@@ -130,6 +169,8 @@ class Answer:
     def _end_text(self) -> dict[str, str]:
         """What the splitter held back and what the shaper must close, at the end of an upstream call."""
         tail_r, tail_c = self._splitter.finish()
+        if tail_r or tail_c:
+            tail_r, tail_c = self._within_max_tokens(tail_r, tail_c)
         shaped = self._shape(tail_r, tail_c)
         return _merge(shaped, self.shaper.finish())
 
@@ -147,7 +188,7 @@ class Answer:
         shaped = self._end_text()
         if self.error is None:
             generated = self.counter.count_text(self.shaper.reasoning_text + self.shaper.content_text)
-            self.finish_reason = "length" if generated >= self.plan.max_tokens else "stop"
+            self.finish_reason = "length" if self.capped or generated >= self.plan.max_tokens else "stop"
         return Piece(delta=shaped, finish_reason=self.finish_reason) if (shaped or self.error is None) else None
 
     async def _answer_after_budget(self) -> AsyncIterator[Piece]:

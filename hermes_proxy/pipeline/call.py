@@ -32,8 +32,9 @@ SIMULATED_SUFFIX = " (simulated)"
 
 class ChatCall:
     def __init__(self, services: Services, body: Any, principal: Principal, reasoning_header: str | None,
-                 request_id: str) -> None:
+                 request_id: str, *, client_request_id: str | None = None) -> None:
         self._services = services
+        self.client_request_id = client_request_id
         self._body = body
         self._principal = principal
         self._reasoning_header = reasoning_header
@@ -138,21 +139,26 @@ class ChatCall:
 
     # --- leaving: outcome, settle ---------------------------------------------------------------------------------
 
+    def fail(self, error: HermesError) -> None:
+        """The caller could not finish relaying the answer (a bug after the response started): the call settles as
+        failed, billed for what the upstream produced."""
+        self._error = error
+
     def compute_outcome(self, status: str) -> Outcome:
         assert self._plan is not None
-        usage = self._meter.total(self._services.counter)
+        usage = self._meter.total(self._services.counter, self._plan.max_tokens)
         route = self._answer.connection.route if self._answer else None
-        price = self._services.prices.get(route.label) if route else None
+        price = self._services.prices.get(route) if route else None
         cost = cost_of(usage, price) if self._answer is not None else Decimal(0)
         finish = self._answer.finish_reason if self._answer else None
         self.outcome = Outcome(usage=usage, cost_usd=cost, finish_reason=finish, status=status, error=self._error)
         return self.outcome
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            status = "upstream_error" if self._error is not None else "ok"
-        else:
+        if exc_type is not None:
             status = _status_for(exc_type)
+        else:
+            status = "ok" if self._error is None else _status_for(type(self._error))
         await self._finish(status)
 
     def _untrack(self) -> None:
@@ -191,12 +197,14 @@ class ChatCall:
         ttft = self.ttft_ms
         timings = Timings(total_s=self.total_ms / 1000, overhead_s=self.overhead_ms / 1000,
                           ttft_s=None if ttft is None else ttft / 1000)
-        prompt_log = None
+        extra_log: dict[str, Any] = {}
+        if self.client_request_id and self.client_request_id != self.request_id:
+            extra_log["client_request_id"] = self.client_request_id
         if self._services.config.server.log_prompts:
-            prompt_log = {"messages": plan.request.messages,
-                          "answer": self._answer.shaper.content_text if self._answer else ""}
+            extra_log["messages"] = plan.request.messages
+            extra_log["answer"] = self._answer.shaper.content_text if self._answer else ""
         await settle(self._services, principal, self._admitted.admission, record, outcome, timings,
-                     prompt_log=prompt_log)
+                     extra_log=extra_log)
 
     def remaining_budget_usd(self) -> Decimal | None:
         """The tightest window's remaining budget: after the reservation, or once the outcome is known, after this
@@ -214,5 +222,5 @@ def _status_for(exc_type: type[BaseException]) -> str:
     if issubclass(exc_type, UpstreamError):
         return "upstream_error"
     if issubclass(exc_type, (asyncio.CancelledError, ConnectionError)):
-        return "client_disconnected"
+        return "cancelled"
     return "error"

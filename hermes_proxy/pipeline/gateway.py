@@ -12,7 +12,7 @@ from hermes_proxy.ledger.base import Ledger
 from hermes_proxy.metrics import Metrics
 from hermes_proxy.pipeline.call import ChatCall
 from hermes_proxy.pipeline.types import CallTracker, Principal, Services
-from hermes_proxy.pricing import Price
+from hermes_proxy.pricing import Prices
 from hermes_proxy.ratelimit import RateLimiter
 from hermes_proxy.tokens import TokenCounter
 from hermes_proxy.upstreams.base import Upstream
@@ -27,7 +27,7 @@ class Gateway:
         upstreams: Mapping[str, Upstream],
         ledger: Ledger,
         counter: TokenCounter,
-        prices: Mapping[str, Price | None],
+        prices: Prices,
         rate_limiter: RateLimiter | None = None,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
@@ -44,7 +44,7 @@ class Gateway:
         return self._services.upstreams
 
     @property
-    def prices(self) -> Mapping[str, Price | None]:
+    def prices(self) -> Prices:
         return self._services.prices
 
     def models_for(self, team: TeamPolicy) -> list[ModelConfig]:
@@ -54,9 +54,11 @@ class Gateway:
         return all(getattr(self.upstreams.get(r.upstream), "simulated", False) for r in model.routes)
 
     def chat(self, body: Any, principal: Principal, *, reasoning_header: str | None = None,
-             request_id: str | None = None) -> ChatCall:
-        return ChatCall(self._services, body, principal, reasoning_header,
-                        request_id or f"req_{os.urandom(12).hex()}")
+             client_request_id: str | None = None) -> ChatCall:
+        """A new call. Its ledger id is the proxy's own, always new: a client's ``x-request-id`` is only a
+        correlation id for logs (a client that reuses one must not share a bill)."""
+        return ChatCall(self._services, body, principal, reasoning_header, f"req_{os.urandom(12).hex()}",
+                        client_request_id=client_request_id)
 
     async def settled(self) -> None:
         """Until every call that has started is finished and recorded in the ledger."""

@@ -2,7 +2,9 @@
 
 An upstream may report usage once at the end (OpenAI, OpenRouter) or a running total in every chunk (vLLM with
 continuous usage stats): within one upstream call the last figures win. Separate calls (a reasoning-budget follow-up)
-add up. A call that reported nothing is counted here from its text and the usage is marked estimated.
+add up. A call that reported nothing, or that the proxy cut at ``max_tokens``, is counted here from the text relayed,
+and the usage is marked estimated. The completion billed never exceeds the ``max_tokens`` the request was admitted
+with: an upstream that generates past it is not relayed past it, and not billed past it either.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class CallUsage:
     prompt_tokens: int = 0
     #: the proxy hung up on this call inside the reasoning (a reasoning budget): what it generated is that reasoning
     cut_in_reasoning: bool = False
+    #: the proxy stopped relaying this call at max_tokens: it is billed for what was relayed
+    capped: bool = False
 
 
 class UsageMeter:
@@ -62,26 +66,29 @@ class UsageMeter:
     def tool_calls(self, fragments: list[dict[str, Any]]) -> None:
         self.current.tool_calls.extend(fragments)
 
-    def total(self, counter: TokenCounter) -> Usage:
+    def total(self, counter: TokenCounter, max_tokens: int) -> Usage:
         parts = [_call_usage(call, counter) for call in self.calls]
         if not parts:
             return Usage(estimated=True)
         costs = [u.upstream_cost_usd for u in parts if u.upstream_cost_usd is not None]
         completion = sum(u.completion_tokens for u in parts)
+        over = completion > max_tokens
+        if over:
+            completion = max_tokens
         return Usage(
             prompt_tokens=sum(u.prompt_tokens for u in parts),
             completion_tokens=completion,
             reasoning_tokens=min(sum(u.reasoning_tokens for u in parts), completion),
             cached_prompt_tokens=sum(u.cached_prompt_tokens for u in parts),
-            # the upstream's own cost counts only when every call reported one
-            upstream_cost_usd=sum(costs, Decimal(0)) if len(costs) == len(parts) else None,
-            estimated=any(u.estimated for u in parts),
+            # the upstream's own cost counts only when every call reported one, and not for tokens past max_tokens
+            upstream_cost_usd=sum(costs, Decimal(0)) if len(costs) == len(parts) and not over else None,
+            estimated=over or any(u.estimated for u in parts),
         )
 
 
 def _call_usage(call: CallUsage, counter: TokenCounter) -> Usage:
     reasoning_text = "".join(call.reasoning_text)
-    if call.reported is not None:
+    if call.reported is not None and not call.capped:
         usage = call.reported
         if call.reported_reasoning or not reasoning_text:
             return usage
@@ -91,12 +98,12 @@ def _call_usage(call: CallUsage, counter: TokenCounter) -> Usage:
                      cached_prompt_tokens=usage.cached_prompt_tokens, upstream_cost_usd=usage.upstream_cost_usd,
                      estimated=usage.estimated)
     content_text = "".join(call.content_text)
+    prompt = call.reported.prompt_tokens if call.reported is not None else call.prompt_tokens
     completion = reasoning = 0
     if call.cut_in_reasoning:
         completion = reasoning = counter.count_completion(reasoning_text, "")[1]
     elif reasoning_text or content_text or call.tool_calls:
         completion, reasoning = counter.count_completion(reasoning_text, content_text,
                                                          tool_calls=call.tool_calls or None)
-    return Usage(prompt_tokens=call.prompt_tokens, completion_tokens=completion, reasoning_tokens=reasoning,
-                 estimated=True)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, reasoning_tokens=reasoning, estimated=True)
 

@@ -40,7 +40,7 @@ class Plan:
 
 
 def make_plan(config: Config, dialects: Mapping[str, Dialect], counter: TokenCounter,
-              prices: Mapping[str, Price | None], body: Any, team: TeamPolicy, reasoning_header: str | None) -> Plan:
+              prices: Mapping[Route, Price | None], body: Any, team: TeamPolicy, reasoning_header: str | None) -> Plan:
     request = parse_chat_request(body)
     alias, suffix = split_model_suffix(request.model)
     model = config.model(alias)
@@ -67,10 +67,27 @@ def make_plan(config: Config, dialects: Mapping[str, Dialect], counter: TokenCou
             f"This model's maximum context length is {window} tokens. However, you requested {asked} tokens "
             f"({prompt_tokens} in the messages, {budget.max_tokens} in the completion). Please reduce the length "
             "of the messages or completion.", param="messages")
-    reserve = max((worst_case_cost(prompt_tokens, budget.max_tokens, prices.get(route.label)) for route in routes),
-                  default=Decimal(0))
+    reserve = max((worst_case(prompt_tokens, budget.max_tokens, decision, route, dialects[route.upstream],
+                              prices.get(route)) for route in routes), default=Decimal(0))
     return Plan(request, model, decision, prompt_tokens, budget.max_tokens, budget.source, reserve, routes,
                 tuple(messages))
+
+
+#: tokens the follow-up request of a reasoning budget adds to the prompt besides the reasoning itself (the forced-answer
+#: note or the continued assistant message's tags)
+FOLLOW_UP_EXTRA_TOKENS = 96
+
+
+def worst_case(prompt_tokens: int, max_tokens: int, decision: ReasoningDecision, route: Route, dialect: Dialect,
+               price: Price | None) -> Decimal:
+    """The most this request can cost on ``route``: the prompt and ``max_tokens`` generated, plus, when the proxy
+    enforces a reasoning budget there, the follow-up call's prompt (the prompt again, with the reasoning so far). The
+    completion over both calls never exceeds ``max_tokens``."""
+    cost = worst_case_cost(prompt_tokens, max_tokens, price)
+    cap = decision.max_reasoning_tokens
+    if decision.enabled and cap is not None and not dialect.enforces_reasoning_budget(route):
+        cost += worst_case_cost(prompt_tokens + min(cap, max_tokens) + FOLLOW_UP_EXTRA_TOKENS, 0, price)
+    return cost
 
 
 def upstream_payload(config: Config, plan: Plan, route: Route, dialect: Dialect) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class Timings:
 
 
 async def settle(services: Services, principal: Principal, admission: Admission, record: RequestRecord,
-                 outcome: Outcome, timings: Timings, *, prompt_log: dict[str, Any] | None) -> None:
+                 outcome: Outcome, timings: Timings, *, extra_log: dict[str, Any]) -> None:
     try:
         await services.ledger.settle(admission.hold, record)
     except Exception:
@@ -46,11 +46,11 @@ async def settle(services: Services, principal: Principal, admission: Admission,
             metrics.set_budget_remaining(record.team, status.window,
                                          status.remaining_usd + admission.hold.amount_usd - spent)
     if services.config.server.request_log:
-        request_log.info("request", extra={"fields": _log_fields(record, timings, outcome.error, prompt_log)})
+        request_log.info("request", extra={"fields": _log_fields(record, timings, outcome.error, extra_log)})
 
 
 def _log_fields(record: RequestRecord, timings: Timings, error: HermesError | None,
-                prompt_log: dict[str, Any] | None) -> dict[str, Any]:
+                extra_log: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "request_id": record.request_id, "team": record.team, "key": record.key_name, "model": record.model,
         "route": record.route, "reasoning": record.reasoning, "prompt_tokens": record.prompt_tokens,
@@ -62,6 +62,5 @@ def _log_fields(record: RequestRecord, timings: Timings, error: HermesError | No
     }
     if error is not None:
         fields["error"] = error.message
-    if prompt_log is not None:
-        fields.update(prompt_log)
+    fields.update(extra_log)
     return fields

@@ -13,7 +13,7 @@ from hermes_proxy.config import Config, Route
 from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.base import Admission, KeyRecord, Ledger
 from hermes_proxy.metrics import Metrics
-from hermes_proxy.pricing import Price
+from hermes_proxy.pricing import Prices
 from hermes_proxy.ratelimit import RateLimiter
 from hermes_proxy.reasoning import ReasoningDecision
 from hermes_proxy.tokens import TokenCounter
@@ -107,7 +107,7 @@ class Services:
     upstreams: Mapping[str, Upstream]
     ledger: Ledger
     counter: TokenCounter
-    prices: Mapping[str, Price | None]
+    prices: Prices
     rate_limiter: RateLimiter | None
     metrics: Metrics | None
     sleep: Callable[[float], Any]

@@ -66,6 +66,15 @@ class TokenCounter:
                 last = match.end()
         return total + (count(text[last:]) if last < len(text) else 0)
 
+    def head(self, text: str, tokens: int) -> str:
+        """The longest start of ``text`` that is at most ``tokens`` tokens (never cutting inside a character)."""
+        if tokens <= 0:
+            return ""
+        ids = self.encoding.encode_ordinary(text)
+        if len(ids) <= tokens:
+            return text
+        return self.encoding.decode_bytes(ids[:tokens]).decode("utf-8", errors="ignore")
+
     def render_prompt(
         self,
         messages: Sequence[Mapping[str, Any]],

@@ -4,16 +4,23 @@
 ``reasoning.enabled``, so the proxy enforces a reasoning budget itself unless the route says its model honours
 ``max_tokens`` (``honours_reasoning_budget``). ``exclude`` is never sent: the proxy hides reasoning itself, so it can
 still count and bill it.
+
+Usage carries ``cost`` in USD. For a BYOK request (``is_byok``: the provider is paid with the team's own provider
+key) that ``cost`` is OpenRouter's fee only; the provider's charge is ``cost_details.upstream_inference_cost``, and
+the request costs both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from hermes_proxy.config import Route
+from hermes_proxy.money import usd_from_json
 from hermes_proxy.reasoning import ReasoningDecision
 from hermes_proxy.upstreams.dialect import Dialect
+from hermes_proxy.usage import Usage
 
 APP_URL = "https://github.com/hermes-proxy/hermes-proxy"
 APP_TITLE = "hermes-proxy"
@@ -34,5 +41,17 @@ class OpenRouterDialect(Dialect):
     def enforces_reasoning_budget(self, route: Route) -> bool:
         return route.honours_reasoning_budget
 
+    def read_usage(self, raw: Any) -> Usage | None:
+        usage = super().read_usage(raw)
+        if usage is None or usage.upstream_cost_usd is None or not raw.get("is_byok"):
+            return usage
+        details = raw.get("cost_details")
+        provider = usd_from_json(details.get("upstream_inference_cost")) if isinstance(details, Mapping) else None
+        if provider is None:
+            # a BYOK cost without the provider's part would bill the fee alone: price the tokens instead
+            return dataclasses.replace(usage, upstream_cost_usd=None)
+        return dataclasses.replace(usage, upstream_cost_usd=usage.upstream_cost_usd + provider)
+
     def headers(self) -> dict[str, str]:
         return {"HTTP-Referer": APP_URL, "X-OpenRouter-Title": APP_TITLE, "X-Title": APP_TITLE}
+

@@ -1,0 +1,202 @@
+"""Every cent right, on the pipeline's side: each test compares the money (the ledger, what the client was told in
+headers and usage, and the budget) against a fake upstream that misbehaves as real hosts do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+import hermes_proxy.routes as routes
+from hermes_proxy.appkeys import LEDGER, current_gateway
+from tests.fake_upstream import Script
+from tests.proxy_harness import HELLO, Proxy, ProxyFactory
+
+PRICE_IN, PRICE_OUT = Decimal(1) / 10**6, Decimal(3) / 10**6
+# the fake upstream reports 31 prompt + 20 completion tokens
+COST = 31 * PRICE_IN + 20 * PRICE_OUT
+
+
+def budget(limit: float, **team: Any) -> dict[str, Any]:
+    return {"teams": {"default": {"budgets": [{"window": "daily", "limit_usd": limit}], **team}}}
+
+
+async def spent(p: Proxy) -> tuple[list[Any], Decimal]:
+    await current_gateway(p.client.app).settled()  # type: ignore[arg-type]
+    rows = await p.client.app[LEDGER].requests(limit=1000)  # type: ignore[index]
+    return rows, sum((r.cost_usd for r in rows), Decimal(0))
+
+
+async def remaining(p: Proxy) -> Decimal:
+    ledger = p.client.app[LEDGER]  # type: ignore[index]
+    team = p.config.team("default")
+    (status,) = await ledger.budget_status(team)
+    return Decimal(status.remaining_usd)
+
+
+async def stream(p: Proxy, body: dict[str, Any], headers: dict[str, str] | None = None
+                 ) -> tuple[list[dict[str, Any]], str, Any]:
+    response = await p.client.post("/v1/chat/completions", json={**body, "stream": True,
+                                                                 "stream_options": {"include_usage": True}},
+                                   headers=headers or {})
+    assert response.status == 200, await response.text()
+    text = await response.text()
+    events = [json.loads(line[6:]) for line in text.splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    return events, text, response
+
+
+def content_of(events: list[dict[str, Any]]) -> str:
+    return "".join((e["choices"][0]["delta"].get("content") or "") for e in events if e.get("choices"))
+
+
+# --- 1. a client's request id is never the ledger's key -----------------------------------------------------------
+
+
+async def test_a_reused_request_id_never_makes_a_request_free(proxy: ProxyFactory) -> None:
+    p = await proxy(Script(dialect="vllm"), **budget(1.0))
+    same = {"x-request-id": "my-trace-1"}
+
+    async def one() -> Decimal:
+        response = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": HELLO,
+                                                                     "max_tokens": 100}, headers=same)
+        assert response.status == 200
+        assert response.headers["x-request-id"] == "my-trace-1"  # echoed for the client's tracing
+        return Decimal(response.headers["x-hermes-cost-usd"])
+
+    billed = await asyncio.gather(*(one() for _ in range(5)))
+    rows, ledger_total = await spent(p)
+    assert len(rows) == 5 and len({r.request_id for r in rows}) == 5
+    assert ledger_total == sum(billed) == 5 * COST
+    assert await remaining(p) == Decimal("1.0") - 5 * COST
+
+
+# --- 2. max_tokens is a ceiling ------------------------------------------------------------------------------------
+
+
+async def test_max_tokens_is_a_ceiling_on_what_is_relayed_and_billed(proxy: ProxyFactory, counter: Any) -> None:
+    script = Script(dialect="vllm", answer="lorem ipsum " * 80, piece=6, ignore_max_tokens=True,
+                    usage={"prompt_tokens": 31, "completion_tokens": 160, "total_tokens": 191})
+    p = await proxy(script, **budget(1.0))
+    events, _, _ = await stream(p, {"model": "hermes-4-405b", "messages": HELLO, "max_tokens": 20})
+    relayed = content_of(events)
+    assert 0 < counter.count_text(relayed) <= 20 and "lorem ipsum" in relayed
+    assert [e["choices"][0]["finish_reason"] for e in events if e.get("choices")][-1] == "length"
+    usage = events[-1]["usage"]
+    assert usage["completion_tokens"] <= 20 and usage["estimated"] is True
+    rows, total = await spent(p)
+    assert rows[0].completion_tokens == usage["completion_tokens"]
+    # the upstream was hung up on before its usage: the prompt is the proxy's own count
+    assert rows[0].prompt_tokens == usage["prompt_tokens"]
+    assert total == Decimal(str(usage["cost"])) == (usage["prompt_tokens"] * PRICE_IN
+                                                    + usage["completion_tokens"] * PRICE_OUT)
+    assert await remaining(p) == Decimal("1.0") - total
+
+
+async def test_a_burst_against_an_upstream_that_ignores_max_tokens_stays_within_the_budget(
+        proxy: ProxyFactory) -> None:
+    script = Script(dialect="vllm", answer="lorem ipsum " * 80, piece=6, ignore_max_tokens=True,
+                    usage={"prompt_tokens": 5, "completion_tokens": 160, "total_tokens": 165})
+    limit = Decimal("0.0015")  # about 20 requests' worst case at max_tokens 20
+    p = await proxy(script, **budget(float(limit)))
+
+    async def one() -> Decimal | None:
+        response = await p.client.post("/v1/chat/completions", json={
+            "model": "hermes-4-405b", "messages": HELLO, "max_tokens": 20, "stream": True,
+            "stream_options": {"include_usage": True}})
+        if response.status == 429:
+            return None
+        text = await response.text()
+        usage = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")][-1]["usage"]
+        return Decimal(str(usage["cost"]))
+
+    billed = [b for b in await asyncio.gather(*(one() for _ in range(100))) if b is not None]
+    _, total = await spent(p)
+    assert 0 < len(billed) < 100
+    assert total == sum(billed) <= limit
+    assert await remaining(p) == limit - total
+
+
+# --- 4. the follow-up call of a reasoning budget is reserved for ---------------------------------------------------
+
+
+async def test_a_reasoning_budget_reserves_for_its_follow_up_call(proxy: ProxyFactory) -> None:
+    script = Script(dialect="nous", reasoning_text="Thinking hard. " * 60, piece=8)
+    p = await proxy(script, **budget(1.0))
+    body = {"model": "hermes-4-405b:thinking", "messages": HELLO, "max_tokens": 300}
+    plain = await p.client.post("/v1/chat/completions", json=body)
+    budgeted = await p.client.post("/v1/chat/completions", json={**body, "max_reasoning_tokens": 40})
+    assert plain.status == budgeted.status == 200
+    assert len(script.requests) == 3  # the budgeted request asked twice
+    reserved_plain = Decimal(plain.headers["x-hermes-reserved-usd"])
+    reserved = Decimal(budgeted.headers["x-hermes-reserved-usd"])
+    cost = Decimal(budgeted.headers["x-hermes-cost-usd"])
+    assert reserved > reserved_plain  # the second call's prompt is held too
+    rows, _ = await spent(p)
+    (row,) = [r for r in rows if r.request_id == budgeted.headers["x-hermes-request-id"]]
+    assert row.cost_usd == cost <= reserved
+    assert row.prompt_tokens > 2 * 31 - 1  # both calls' prompts are billed
+
+
+# --- 3. OpenRouter BYOK ----------------------------------------------------------------------------------------------
+
+
+async def test_openrouter_byok_bills_the_fee_and_the_providers_charge(proxy: ProxyFactory) -> None:
+    script = Script(dialect="openrouter", openrouter_cost=0.00002,
+                    usage_extra={"is_byok": True, "cost_details": {"upstream_inference_cost": 0.0005}})
+    p = await proxy(script, **budget(1.0))
+    response = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": HELLO})
+    billed = Decimal(response.headers["x-hermes-cost-usd"])
+    assert billed == Decimal("0.00052")
+    _, total = await spent(p)
+    assert total == billed and await remaining(p) == Decimal(1) - billed
+
+
+# --- 8. an exception after the first byte ----------------------------------------------------------------------------
+
+
+async def test_a_failure_after_the_headers_ends_the_stream_cleanly_and_settles(
+        proxy: ProxyFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = routes._delta
+    calls = 0
+
+    def breaks_on_the_third_piece(piece: Any, first: bool) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("a bug in the relay")
+        return real(piece, first)
+
+    monkeypatch.setattr(routes, "_delta", breaks_on_the_third_piece)
+    p = await proxy(Script(dialect="vllm", piece=2), **budget(1.0))
+    events, text, response = await stream(p, {"model": "hermes-4-405b", "messages": HELLO})
+    assert "HTTP/1.1" not in text and text.rstrip().endswith("data: [DONE]")
+    assert any("error" in e for e in events)
+    rows, total = await spent(p)
+    assert rows[0].status == "error" and rows[0].cost_usd > 0
+    assert await remaining(p) == Decimal(1) - total  # the hold is gone: only the cost stays
+
+
+# --- 10. a client that stops a stream is routine ------------------------------------------------------------------
+
+
+async def test_a_client_that_stops_a_stream_is_billed_and_logged_as_cancelled_at_info(
+        proxy: ProxyFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    p = await proxy(Script(dialect="vllm", piece=1, answer="x" * 300, delay_s=0.005), **budget(1.0))
+    response = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": HELLO,
+                                                                 "stream": True})
+    await response.content.readline()
+    await response.content.readline()
+    response.close()
+    await asyncio.sleep(0.2)
+    rows, total = await spent(p)
+    assert rows[0].status == "cancelled" and rows[0].cost_usd > 0
+    assert await remaining(p) == Decimal(1) - total
+    loud = [r for r in caplog.records if r.name.startswith("hermes_proxy") and r.levelno >= logging.WARNING]
+    assert not loud, [r.getMessage() for r in loud]
+    assert any(getattr(r, "fields", {}).get("status") == "cancelled" for r in caplog.records)
