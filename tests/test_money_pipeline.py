@@ -173,7 +173,7 @@ async def test_a_failure_after_the_headers_ends_the_stream_cleanly_and_settles(
 
     monkeypatch.setattr(routes, "_delta", breaks_on_the_third_piece)
     p = await proxy(Script(dialect="vllm", piece=2), **budget(1.0))
-    events, text, response = await stream(p, {"model": "hermes-4-405b", "messages": HELLO})
+    events, text, _ = await stream(p, {"model": "hermes-4-405b", "messages": HELLO})
     assert "HTTP/1.1" not in text and text.rstrip().endswith("data: [DONE]")
     assert any("error" in e for e in events)
     rows, total = await spent(p)
