@@ -200,3 +200,52 @@ async def test_a_client_that_stops_a_stream_is_billed_and_logged_as_cancelled_at
     loud = [r for r in caplog.records if r.name.startswith("hermes_proxy") and r.levelno >= logging.WARNING]
     assert not loud, [r.getMessage() for r in loud]
     assert any(getattr(r, "fields", {}).get("status") == "cancelled" for r in caplog.records)
+
+
+# --- 9. a reservation the caller left during -----------------------------------------------------------------------
+
+
+async def test_a_caller_that_leaves_while_the_ledger_reserves_leaves_no_hold(counter: Any) -> None:
+    from hermes_proxy.ledger import open_ledger
+    from hermes_proxy.pipeline import Gateway, Principal
+    from hermes_proxy.pricing import resolve_prices
+    from hermes_proxy.upstreams import build_upstream
+    from tests.conftest import build_config
+
+    config = build_config(None, teams={"default": {"budgets": [{"window": "daily", "limit_usd": 1.0}],
+                                                   "max_tokens": 100}})
+    real = open_ledger(config.ledger)
+    await real.start()
+    committed = asyncio.Event()
+
+    class SlowLedger:
+        """Commits the reservation, then answers late (a PostgreSQL round trip as the client leaves)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        async def reserve(self, *args: Any, **kwargs: Any) -> Any:
+            admission = await real.reserve(*args, **kwargs)
+            committed.set()
+            await asyncio.sleep(0.2)
+            return admission
+
+    upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams}
+    gateway = Gateway(config, upstreams=upstreams, ledger=SlowLedger(),  # type: ignore[arg-type]
+                      counter=counter, prices=resolve_prices(config))
+    team = config.team("default")
+    assert team is not None
+    call = gateway.chat({"model": "hermes-4-405b", "messages": HELLO}, Principal(team=team))
+    entering = asyncio.ensure_future(call.__aenter__())
+    await committed.wait()
+    (status,) = await real.budget_status(team)
+    assert Decimal(status.reserved_usd) > 0  # the hold is in the ledger...
+    entering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    await asyncio.sleep(0.3)
+    await gateway.settled()
+    (status,) = await real.budget_status(team)
+    assert Decimal(status.reserved_usd) == 0 and Decimal(status.remaining_usd) == Decimal(1)  # ...and is gone
+    await gateway.aclose()
+    await real.close()

@@ -1,16 +1,21 @@
 """Stage 3, admit: the team's and the key's rate limits, then the worst-case reservation in the ledger.
 
-A refusal is a 429 (``rate_limit_exceeded`` or ``insufficient_quota``) and is counted in the metrics.
+A refusal is a 429 (``rate_limit_exceeded`` or ``insufficient_quota``) and is counted in the metrics. A client that
+leaves while the ledger decides leaves no hold behind, whatever the ledger decided.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from hermes_proxy.errors import BudgetExceeded
-from hermes_proxy.ledger.base import Admission
+from hermes_proxy.ledger.base import Admission, Ledger
 from hermes_proxy.pipeline.plan import Plan
-from hermes_proxy.pipeline.types import Principal, Services
+from hermes_proxy.pipeline.types import CallTracker, Principal, Services
+
+log = logging.getLogger("hermes_proxy.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ async def admit(services: Services, plan: Plan, principal: Principal) -> Admitte
             raise decision.error()
         rate_headers, ticket = decision.headers, decision.ticket
     try:
-        admission = await services.ledger.reserve(team, key, plan.reserve_usd)
+        admission = await _reserve(services, plan, principal)
     except BudgetExceeded:
         if services.rate_limiter is not None and ticket is not None:
             # a request the budget refused takes no rate-limit slot (never raises)
@@ -42,3 +47,28 @@ async def admit(services: Services, plan: Plan, principal: Principal) -> Admitte
             metrics.request_refused(team=team.name, model=plan.model.alias, reason="budget")
         raise
     return Admitted(admission, rate_headers)
+
+
+async def _reserve(services: Services, plan: Plan, principal: Principal) -> Admission:
+    ledger = services.ledger
+    task = asyncio.ensure_future(ledger.reserve(principal.team, principal.key, plan.reserve_usd))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # the reservation may commit after the caller is gone: release it as soon as it is known
+        task.add_done_callback(lambda done: _release_orphan(ledger, done, services.tracker))
+        raise
+
+
+def _release_orphan(ledger: Ledger, done: asyncio.Future[Admission], tracker: CallTracker) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return
+    tracker.add_settle(asyncio.ensure_future(_release(ledger, done.result())))
+
+
+async def _release(ledger: Ledger, admission: Admission) -> None:
+    try:
+        await ledger.release(admission.hold)
+    except Exception:
+        log.exception("could not release hold %s of a request whose client left; it expires by itself",
+                      admission.hold.id)
