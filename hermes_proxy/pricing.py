@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hermes_proxy.config import Config, Route, UpstreamConfig
+from hermes_proxy.upstreams import dialect_for
 from hermes_proxy.usage import Usage
 
 __all__ = [
@@ -70,15 +71,15 @@ def resolve_price(route: Route, upstream: UpstreamConfig, *, litellm_prices: Map
         source = f"config (no {missing} price: counted as $0)"
         return Price(route.input_usd_per_mtok or ZERO, route.output_usd_per_mtok or ZERO,
                      route.cached_input_usd_per_mtok, source)
-    if upstream.kind == "litellm" and litellm_prices is not None:
+    if litellm_prices is not None and dialect_for(upstream).uses_litellm_prices:
         return _litellm_price(route.model, litellm_prices)
     return None
 
 
 def needs_litellm_prices(route: Route, upstream: UpstreamConfig) -> bool:
     """Whether pricing ``route`` needs litellm's price map (a litellm upstream and no price in config)."""
-    return (upstream.kind == "litellm" and route.input_usd_per_mtok is None and route.output_usd_per_mtok is None
-            and route.gpu_usd_per_hour is None)
+    return (dialect_for(upstream).uses_litellm_prices and route.input_usd_per_mtok is None
+            and route.output_usd_per_mtok is None and route.gpu_usd_per_hour is None)
 
 
 def _gpu_price(route: Route, per_hour: Decimal, tokens_per_s: Decimal) -> Price:

@@ -285,7 +285,7 @@ async def get_model(request: web.Request) -> web.Response:
 def _model_entries(request: web.Request, model: Any) -> list[dict[str, Any]]:
     gateway = current_gateway(request.app)
     simulated = gateway.is_simulated(model)
-    primary = model.routes[0]
+    primary = (gateway.config.usable_routes(model) or model.routes)[0]  # what answers now
     price = gateway.prices.get(primary)
     base = {
         "object": "model",

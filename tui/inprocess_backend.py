@@ -48,7 +48,7 @@ class InProcessBackend:
         assert team is not None  # config guarantees it
         self.principal = Principal(team=team)
         self.simulated = config.simulated_only
-        upstreams = ", ".join(sorted({u.name + (" (SIMULATED)" if u.kind == "demo" else "") for u in config.upstreams}))
+        upstreams = ", ".join(sorted({u.name + (" (SIMULATED)" if u.simulated else "") for u in config.upstreams}))
         self.label = f"in-process · {upstreams} · team {team.name}"
 
     @classmethod
@@ -76,7 +76,7 @@ class InProcessBackend:
     async def models(self) -> list[ModelInfo]:
         result = []
         for model in self.gateway.models_for(self.principal.team):
-            primary = model.routes[0]
+            primary = (self.config.usable_routes(model) or model.routes)[0]  # what answers now
             price = self.gateway.prices.get(primary)
             simulated = self.gateway.is_simulated(model)
             result.append(ModelInfo(

@@ -7,6 +7,7 @@ from typing import Any
 
 from hermes_proxy.config import (
     DEFAULT_KEY_ENVS,
+    KEY_REQUIRED_KINDS,
     Config,
     UpstreamConfig,
     default_config_path,
@@ -16,6 +17,7 @@ from hermes_proxy.config import (
 from hermes_proxy.money import format_usd
 from hermes_proxy.pricing import Prices, resolve_prices
 from hermes_proxy.tokens import TokenCounter, load_token_counter
+from hermes_proxy.upstreams import dialect_for
 
 BUILT_IN_DEFAULTS = ("hermes-4-405b and hermes-4-70b on Nous Portal and/or OpenRouter when $NOUS_API_KEY or "
                      "$OPENROUTER_API_KEY is set, else on the simulated Hermes")
@@ -38,14 +40,9 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
         lines.append(f"cors:      browser apps from {', '.join(config.server.cors_origins)}")
     lines.append("upstreams:")
     for upstream in config.upstreams:
-        if upstream.kind == "demo":
-            detail = "SIMULATED Hermes 4, in-process (no API key needed)"
-        elif upstream.kind == "litellm":
-            detail = f"litellm{' at ' + upstream.base_url if upstream.base_url else ''}"
-        else:
-            detail = upstream.base_url
+        detail = dialect_for(upstream).describe()
         key = ""
-        if upstream.api_key_env and upstream.kind != "demo":
+        if upstream.api_key_env and upstream.needs_key:
             state = "set" if upstream.api_key else "NOT SET: left out"
             key = f"  key: ${upstream.api_key_env} {state}"
         lines.append(f"  - {upstream.name} ({upstream.kind}): {detail}{key}")
@@ -124,7 +121,7 @@ def left_out_notice(config: Config) -> list[str]:
 
 
 def _no_key_hint(upstream: UpstreamConfig) -> str:
-    if upstream.kind in ("vllm", "litellm") and upstream.api_key_env not in DEFAULT_KEY_ENVS.values():
+    if upstream.kind not in KEY_REQUIRED_KINDS and upstream.api_key_env not in DEFAULT_KEY_ENVS.values():
         return f"    # {upstream.name}; or delete its api_key_env if it needs no key"
     return f"    # {upstream.name} ({upstream.kind})"
 

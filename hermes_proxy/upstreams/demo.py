@@ -160,6 +160,9 @@ class DemoDialect(Dialect):
     def with_reasoning(self, payload: Mapping[str, Any], decision: ReasoningDecision, route: Route) -> dict[str, Any]:
         return {**super().with_reasoning(payload, decision, route), "reasoning": decision.enabled}
 
+    def describe(self) -> str:
+        return "SIMULATED Hermes 4, in-process (no API key needed)"
+
 
 class DemoUpstream:
     simulated = True

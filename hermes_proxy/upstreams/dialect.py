@@ -40,6 +40,8 @@ class Dialect:
     #: message or inserted as one (``insert``); prepended only to a caller's system message, the template adding it
     #: when there is none (``prepend``); not at all, a request field does it (``none``)
     thinking_prompt: ClassVar[Literal["insert", "prepend", "none"]] = "insert"
+    #: a route without a price in the config may take litellm's bundled price map (litellm hosts)
+    uses_litellm_prices: ClassVar[bool] = False
 
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
@@ -100,6 +102,10 @@ class Dialect:
     def headers(self) -> dict[str, str]:
         """Extra HTTP headers on every request to this kind."""
         return {}
+
+    def describe(self) -> str:
+        """Where requests go, for ``check-config`` and the start-up summary."""
+        return self.config.base_url
 
     # --- the answer -----------------------------------------------------------------------------------------------
 

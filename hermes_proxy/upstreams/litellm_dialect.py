@@ -9,3 +9,7 @@ from hermes_proxy.upstreams.dialect import Dialect
 
 class LiteLLMDialect(Dialect):
     kind = "litellm"
+    uses_litellm_prices = True
+
+    def describe(self) -> str:
+        return f"litellm{' at ' + self.config.base_url if self.config.base_url else ''}"
