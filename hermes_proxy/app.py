@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hermes_proxy.admin import add_admin_routes
-from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
+from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, OUTBOX, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
 from hermes_proxy.config import Config, default_data_dir
 from hermes_proxy.cors import install_cors
 from hermes_proxy.errors import (
@@ -25,6 +26,7 @@ from hermes_proxy.errors import (
 )
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import Ledger
+from hermes_proxy.ledger.outbox import Outbox, keep_replaying
 from hermes_proxy.metrics import Metrics
 from hermes_proxy.pipeline import Gateway
 from hermes_proxy.pricing import Prices, resolve_prices
@@ -88,13 +90,13 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 def build_gateway(config: Config, ledger: Ledger, counter: TokenCounter, *,
                   prices: Prices | None = None,
                   rate_limiter: RateLimiter | None = None, metrics: Metrics | None = None,
-                  sleep: Callable[[float], Any] | None = None) -> Gateway:
+                  sleep: Callable[[float], Any] | None = None, outbox: Outbox | None = None) -> Gateway:
     # an upstream left out for want of its API key gets no client: no route uses it, /readyz does not probe it
     upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams if not u.missing_key}
     kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     return Gateway(config, upstreams=upstreams, ledger=ledger, counter=counter,
                    prices=prices if prices is not None else resolve_prices(config), rate_limiter=rate_limiter,
-                   metrics=metrics, **kwargs)
+                   metrics=metrics, outbox=outbox, **kwargs)
 
 
 def create_app(
@@ -123,13 +125,28 @@ def create_app(
         if owned:
             await app[LEDGER].close()
 
+    async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+        # settles the ledger could not write: replayed at start, then every outbox_replay_s while any wait
+        path = config.ledger.outbox_path
+        outbox = None if path is None else Outbox(
+            path, on_waiting=app[METRICS].set_settles_waiting if config.server.metrics else None)
+        app[OUTBOX] = outbox
+        replayer = None if outbox is None else asyncio.create_task(
+            keep_replaying(app[LEDGER], outbox, every_s=config.ledger.outbox_replay_s))
+        yield
+        if replayer is not None:
+            replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replayer
+
     async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         tokens = counter if counter is not None else await asyncio.to_thread(
             load_token_counter, config.tokens, data_dir=default_data_dir())
         runtime = app[RUNTIME]
         runtime.gateway = build_gateway(config, app[LEDGER], tokens, prices=prices,
                                         rate_limiter=app[RATE_LIMITER],
-                                        metrics=app[METRICS] if config.server.metrics else None, sleep=sleep)
+                                        metrics=app[METRICS] if config.server.metrics else None, sleep=sleep,
+                                        outbox=app[OUTBOX])
         reload_on_sighup(app, tokens, sleep=sleep)
         yield
         stop_reloading(app)
@@ -146,6 +163,7 @@ def create_app(
         await limiter.close()
 
     app.cleanup_ctx.append(ledger_ctx)
+    app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(rate_limiter_ctx)
     app.cleanup_ctx.append(gateway_ctx)
     # an Expect header is answered before the middlewares run: every route gets the JSON-answering handler

@@ -13,6 +13,7 @@ from hermes_proxy.metrics import Metrics
 
 if TYPE_CHECKING:
     from hermes_proxy.ledger.base import Ledger
+    from hermes_proxy.ledger.outbox import Outbox
     from hermes_proxy.pipeline import Gateway
     from hermes_proxy.ratelimit import RateLimiter
 
@@ -34,6 +35,8 @@ class Runtime:
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", object)  # type: ignore[arg-type]
+#: where settles the ledger could not write wait for it (None for a memory ledger)
+OUTBOX: web.AppKey[Outbox | None] = web.AppKey("outbox", object)  # type: ignore[arg-type]
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter", object)  # type: ignore[arg-type]
 #: the proxy's id of one request (the client's ``x-request-id`` when well-formed), set first by the errors middleware

@@ -82,6 +82,9 @@ class Metrics:
         self._budget = Gauge("hermes_budget_remaining_usd", "Remaining budget of a team's window in USD.",
                              ["team", "window"], registry=r)
         self._in_flight = Gauge("hermes_in_flight_requests", "Requests being served right now.", registry=r)
+        self._settles_waiting = Gauge("hermes_settles_waiting",
+                                      "Settles the ledger could not write, kept in the outbox until it can.",
+                                      registry=r)
         self._upstream_errors = Counter("hermes_upstream_errors", "Errors returned by upstreams, by error code.",
                                         ["upstream", "code"], registry=r)
         self._upstream_retries = Counter("hermes_upstream_retries", "Retries of an upstream call.", ["upstream"],
@@ -178,6 +181,12 @@ class Metrics:
 
     def set_budget_remaining(self, team: str, window: str, remaining_usd: Decimal) -> None:
         self._budget.labels(self._team(team), self._window(window)).set(float(remaining_usd))
+
+    # --- ledger -----------------------------------------------------------------------------------------------
+
+    def set_settles_waiting(self, count: int) -> None:
+        """How many settles wait in the outbox for the ledger to come back."""
+        self._settles_waiting.set(count)
 
     # --- exposition -------------------------------------------------------------------------------------------
 

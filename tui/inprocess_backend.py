@@ -7,6 +7,7 @@ upstream retry/failover, ``<think>`` splitting, settle. Heavy pieces (litellm) s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from hermes_proxy.errors import (
 )
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import Ledger
+from hermes_proxy.ledger.outbox import Outbox, keep_replaying
 from hermes_proxy.pipeline import Gateway, Principal
 from hermes_proxy.pricing import resolve_prices
 from hermes_proxy.tokens import load_token_counter
@@ -44,6 +46,7 @@ class InProcessBackend:
         self.config = config
         self.gateway = gateway
         self.ledger = ledger
+        self._replayer: asyncio.Task[None] | None = None
         team = config.team(config.chat.team)
         assert team is not None  # config guarantees it
         self.principal = Principal(team=team)
@@ -70,8 +73,14 @@ class InProcessBackend:
                 raise BackendError(f"ledger: {exc}", "other") from None
         upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams}
         prices = await asyncio.to_thread(resolve_prices, config)
-        gateway = Gateway(config, upstreams=upstreams, ledger=ledger, counter=counter, prices=prices)
-        return cls(config, gateway, ledger)
+        # settles the ledger could not write wait in the outbox (shared with a proxy on the same ledger)
+        outbox = None if config.ledger.outbox_path is None else Outbox(config.ledger.outbox_path)
+        gateway = Gateway(config, upstreams=upstreams, ledger=ledger, counter=counter, prices=prices, outbox=outbox)
+        backend = cls(config, gateway, ledger)
+        if outbox is not None:
+            backend._replayer = asyncio.create_task(
+                keep_replaying(ledger, outbox, every_s=config.ledger.outbox_replay_s))
+        return backend
 
     async def models(self) -> list[ModelInfo]:
         result = []
@@ -141,6 +150,10 @@ class InProcessBackend:
 
     async def aclose(self) -> None:
         await self.gateway.aclose()
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
         await self.ledger.close()
 
 

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from hermes_proxy.config import reader as read
 from hermes_proxy.config.environ import secret_from_env
@@ -45,7 +47,7 @@ def parse_config(data: Mapping[str, Any], *, env: Mapping[str, str], source: Pat
     upstreams = read_upstreams(data.get("upstreams", []), env)
     models = read_models(read.table(data, "models"), {u.name: u for u in upstreams})
     teams = read_teams(read.table(data, "teams"), {m.alias for m in models})
-    ledger = read_ledger(read.table(data, "ledger"))
+    ledger = read_ledger(read.table(data, "ledger"), source)
     sampling = read_sampling(read.table(data, "sampling"))
     tokens = read_tokens(read.table(data, "tokens"), source)
     rate_limits = read_rate_limits(read.table(data, "rate_limits"))
@@ -233,14 +235,44 @@ def read_models(t: Mapping[str, Any], upstreams: Mapping[str, UpstreamConfig]) -
     return tuple(result)
 
 
-def read_ledger(t: Mapping[str, Any]) -> LedgerConfig:
+def read_ledger(t: Mapping[str, Any], source: Path | None = None) -> LedgerConfig:
     w = "ledger."
-    read.no_unknown(t, w, {"url", "reservation_ttl_s"})
+    read.no_unknown(t, w, {"url", "reservation_ttl_s", "outbox_path", "outbox_replay_s"})
     default_url = f"sqlite:///{default_data_dir() / 'ledger.sqlite3'}"
     url = read.text(t, "url", w, default_url)
     if not url.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
         raise ConfigError(w + "url", f"must start with sqlite:///, postgresql:// or memory://, got {url!r}")
-    return LedgerConfig(url=url, reservation_ttl_s=read.positive(t, "reservation_ttl_s", w, 3600.0))
+    return LedgerConfig(url=url, reservation_ttl_s=read.positive(t, "reservation_ttl_s", w, 3600.0),
+                        outbox_path=_outbox_path(t, w, url, source),
+                        outbox_replay_s=read.positive(t, "outbox_replay_s", w, 10.0))
+
+
+def _outbox_path(t: Mapping[str, Any], w: str, url: str, source: Path | None) -> Path | None:
+    """The outbox of settles the ledger could not write: ``outbox_path`` (relative to the config file's folder), by
+    default one file per ledger in the user's data dir; none for an in-memory ledger (it is gone at exit)."""
+    raw = read.text(t, "outbox_path", w, None)
+    in_memory = url.startswith("memory://") or url in ("sqlite://", "sqlite:///", "sqlite:///:memory:")
+    if raw is None:
+        return None if in_memory else default_data_dir() / f"outbox-{_ledger_hash(url)}.jsonl"
+    if in_memory:
+        raise ConfigError(w + "outbox_path", f"an in-memory ledger ({url}) is gone at exit and keeps no outbox")
+    if not raw.strip():
+        raise ConfigError(w + "outbox_path", "must be a file path, got an empty string")
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and source is not None:
+        path = source.parent / path
+    if path.is_dir():
+        raise ConfigError(w + "outbox_path", f"is a directory, not a file: {path}")
+    return path
+
+
+def _ledger_hash(url: str) -> str:
+    """A short stable name for a ledger: its URL without a password (rotating one keeps the same outbox)."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        url = urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}@{host}"))
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def read_sampling(t: Mapping[str, Any]) -> Sampling:

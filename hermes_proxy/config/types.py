@@ -127,6 +127,10 @@ class ModelConfig:
 class LedgerConfig:
     url: str
     reservation_ttl_s: float = 3600.0
+    #: where settles the ledger could not write wait to be written (None: no outbox, e.g. a memory:// ledger)
+    outbox_path: Path | None = None
+    #: how often waiting settles are retried while there are any
+    outbox_replay_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

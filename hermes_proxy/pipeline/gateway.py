@@ -9,6 +9,7 @@ from typing import Any
 
 from hermes_proxy.config import Config, ModelConfig
 from hermes_proxy.ledger.base import Ledger
+from hermes_proxy.ledger.outbox import Outbox
 from hermes_proxy.metrics import Metrics
 from hermes_proxy.pipeline.call import ChatCall
 from hermes_proxy.pipeline.types import CallTracker, Principal, Services
@@ -31,9 +32,11 @@ class Gateway:
         rate_limiter: RateLimiter | None = None,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        outbox: Outbox | None = None,
     ) -> None:
         self._services = Services(config=config, upstreams=upstreams, ledger=ledger, counter=counter, prices=prices,
-                                  rate_limiter=rate_limiter, metrics=metrics, sleep=sleep, tracker=CallTracker())
+                                  rate_limiter=rate_limiter, metrics=metrics, sleep=sleep, tracker=CallTracker(),
+                                  outbox=outbox)
 
     @property
     def config(self) -> Config:

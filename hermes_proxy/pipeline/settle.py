@@ -1,5 +1,5 @@
 """Stage 7, settle: the ledger (the reservation becomes the actual cost), rate-limit token counts, metrics and the
-request log line. Never raises: a settle that cannot be written leaves the reservation to expire by itself."""
+request log line. Never raises: a settle the ledger cannot write is retried, then kept in the outbox until it can be."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.base import Admission, RequestRecord
+from hermes_proxy.ledger.outbox import settle_durably
 from hermes_proxy.pipeline.types import Outcome, Principal, Services
 
 log = logging.getLogger("hermes_proxy.gateway")
@@ -25,10 +26,8 @@ class Timings:
 
 async def settle(services: Services, principal: Principal, admission: Admission, record: RequestRecord,
                  outcome: Outcome, timings: Timings, *, extra_log: dict[str, Any]) -> None:
-    try:
-        await services.ledger.settle(admission.hold, record)
-    except Exception:
-        log.exception("request %s: could not settle its hold; it expires by itself", record.request_id)
+    # retried while the store is down, then kept in the outbox until it is back; never raises
+    await settle_durably(services.ledger, services.outbox, admission.hold, record, sleep=services.sleep)
     if services.rate_limiter is not None:
         try:
             await services.rate_limiter.record_completion(principal.team, record.key_id, record.completion_tokens)

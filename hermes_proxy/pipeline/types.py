@@ -12,6 +12,7 @@ from typing import Any
 from hermes_proxy.config import Config, Route
 from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.base import Admission, KeyRecord, Ledger
+from hermes_proxy.ledger.outbox import Outbox
 from hermes_proxy.metrics import Metrics
 from hermes_proxy.pricing import Prices
 from hermes_proxy.ratelimit import RateLimiter
@@ -112,3 +113,4 @@ class Services:
     metrics: Metrics | None
     sleep: Callable[[float], Any]
     tracker: CallTracker
+    outbox: Outbox | None = None  # where settles the ledger could not write wait for it (None: memory ledger)
