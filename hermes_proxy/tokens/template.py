@@ -39,22 +39,21 @@ from typing import Any
 
 from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT, EMPTY_THINK, THINK_CLOSE, THINK_OPEN
 
+# the tool format has one copy, in tools/render.py (re-exported here: hermes_proxy.tokens exports these names)
+from hermes_proxy.tools.render import (
+    TOOL_RESULT_ROLE,
+    TOOLS_POSTAMBLE,
+    TOOLS_PREAMBLE,
+    content_text,
+    render_tool_call,
+)
+
 DEFAULT_SYSTEM_PROMPT = "You are Hermes, created by Nous Research."
 THINKING_SYSTEM_PROMPT = DEEP_THINKING_PROMPT  # one source of truth, in reasoning/prompts.py
 SYSTEM_PROMPT_SEPARATOR = "\n\n"  # between the proxy's injected prompt and the caller's system message
 
 BOS = "<|begin_of_text|>"
 EOT = "<|eot_id|>"
-TOOLS_PREAMBLE = (  # UNCONFIRMED text (Qwen 2.5 tools branch, ported to Llama 3 headers)
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
-)
-TOOLS_POSTAMBLE = (  # UNCONFIRMED text
-    "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
-    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
-)
-TOOL_RESULT_ROLE = "tool"  # UNCONFIRMED: may be "user" in the real template (same token count)
 ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system role; the template knows only "system"
 
 
@@ -70,31 +69,6 @@ def _role(message: Mapping[str, Any]) -> str:
 def join_system_prompt(injected: str, caller_system: str) -> str:
     """The system message when the proxy injects ``injected`` in front of the caller's own system message."""
     return injected + SYSTEM_PROMPT_SEPARATOR + caller_system
-
-
-def content_text(content: Any) -> str:
-    """The text of a message ``content``: a string, ``None``, or a list of parts (text parts kept, images ignored)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content
-            if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
-def render_tool_call(call: Mapping[str, Any]) -> str:
-    """One OpenAI ``tool_calls`` entry as Hermes writes it (``<tool_call>\\n{"name", "arguments"}\\n</tool_call>``)."""
-    function = call.get("function")
-    if not isinstance(function, Mapping):
-        function = call
-    name = function.get("name", "")
-    arguments = function.get("arguments", {})
-    # OpenAI sends arguments as a JSON string: it goes in as written; an object is serialised like Jinja's tojson.
-    args_json = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-    name_json = json.dumps(name, ensure_ascii=False)
-    return '<tool_call>\n{"name": ' + name_json + ', "arguments": ' + args_json + "}\n</tool_call>"
 
 
 def _assistant_text(message: Mapping[str, Any], *, thinking: bool) -> str:
