@@ -181,7 +181,7 @@ def _number(schema: Mapping[str, Any], name: str, *, integer: bool) -> int | flo
             value -= step
     if integer:
         return math.ceil(value) if lower is not None and value < lower else int(value)
-    return value if step else round(value, 6)
+    return value
 
 
 def _float(value: Any) -> float | None:
