@@ -11,7 +11,7 @@ import random
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +24,7 @@ import pytest
 from hermes_proxy.config import LedgerConfig
 from hermes_proxy.errors import AuthenticationError, BudgetExceeded, InvalidRequest, LedgerUnavailable
 from hermes_proxy.ledger import open_ledger, sqlite_path
-from hermes_proxy.ledger.base import Hold, KeyRecord, Ledger, RequestRecord
+from hermes_proxy.ledger.base import Hold, HoldInfo, KeyRecord, Ledger, Progress, RequestRecord
 from hermes_proxy.ledger.migrations import MIGRATIONS
 from policies.types import BudgetRule, TeamPolicy
 
@@ -576,3 +576,279 @@ async def test_day_groups_follow_the_zone(backend: Backend) -> None:
     assert [r["group"] for r in await ledger.spend(team=None, by="day", since=None, until=None)] == ["2025-03-01"]
     tokyo = await ledger.spend(team=None, by="day", since=None, until=None, tz="Asia/Tokyo")
     assert [r["group"] for r in tokyo] == [at.astimezone(ZoneInfo("Asia/Tokyo")).date().isoformat()]
+
+
+# --- every cent right: expired holds are billed, a late settle replaces the estimate, learned prices -----------------
+
+
+def info(request_id: str, *, key: KeyRecord | None = None, started_at: datetime = T0) -> HoldInfo:
+    return HoldInfo(request_id=request_id, key_name=key.name if key else None, model="hermes-4-405b",
+                    route="nous:Hermes-4-405B", reasoning=True, started_at=started_at)
+
+
+def rows_by_id(rows: list[RequestRecord]) -> dict[str, RequestRecord]:
+    return {r.request_id: r for r in rows}
+
+
+async def test_checkpoint_extends_and_an_expired_hold_is_billed_from_its_last_progress(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("10")), BudgetRule("total", D("100")))
+    _, key = await ledger.create_key("research", "ci", D("5"))
+    admission = await ledger.reserve(policy, key, D("1"), info=info("req_crashed", key=key),
+                                     progress=Progress(100, 0, 0, D("0.001")))
+    hold = admission.hold
+    assert hold.expires_at == T0 + timedelta(seconds=60) and hold.info is not None
+    clock.advance(seconds=50)
+    extended = await ledger.checkpoint(hold, Progress(100, 40, 10, D("0.0123")))
+    assert extended.expires_at == T0 + timedelta(seconds=110) and extended.id == hold.id
+    clock.advance(seconds=55)  # past the first expiry, not the extended one: still held
+    assert (await ledger.budget_status(policy))[0].reserved_usd == D("1")
+    clock.advance(seconds=10)  # the process died: no more checkpoints
+    assert (await ledger.budget_status(policy))[0].reserved_usd == 0
+    assert await ledger.requests() == []
+
+    other = await ledger.reserve(policy, None, D("0.5"))  # the team's next admission bills the expired hold
+    billed = rows_by_id(await ledger.requests())["req_crashed"]
+    assert (billed.status, billed.estimated, billed.cost_usd) == ("expired", True, D("0.0123"))
+    assert (billed.prompt_tokens, billed.completion_tokens, billed.reasoning_tokens) == (100, 40, 10)
+    assert (billed.team, billed.key_id, billed.key_name, billed.model, billed.route, billed.reasoning) == (
+        "research", key.id, "ci", "hermes-4-405b", "nous:Hermes-4-405B", True)
+    assert billed.started_at == T0 and billed.latency_ms == pytest.approx(110_000) and billed.ttft_ms is None
+    daily, total = other.budgets  # the admission that billed it already counted it
+    assert (daily.spent_usd, daily.reserved_usd) == (D("0.0123"), D("0.5"))
+    assert daily.remaining_usd == D("9.4877") and total.spent_usd == D("0.0123")
+    (key_status,) = [b for b in await ledger.budget_status(policy, key=key) if b.window == "key"]
+    assert key_status.spent_usd == D("0.0123")
+    (row,) = await ledger.spend(team="research", by=None, since=None, until=None)
+    assert (row["requests"], row["cost_usd"], row["estimated_requests"], row["estimated_cost_usd"]) == (
+        1, D("0.0123"), 1, D("0.0123"))
+    audit = await consistent(ledger)
+    assert audit["holds"][0] == 1  # the new one only
+
+
+async def test_expired_holds_billed_by_the_purge_unknown_cost_stays_unknown(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("10")))
+    await ledger.reserve(policy, None, D("1"), info=info("req_unpriced"), progress=Progress(7, 3, 0, None))
+    await ledger.reserve(policy, None, D("1"), info=info("req_no_progress"))
+    await ledger.reserve(policy, None, D("1"))  # no info: dropped when it expires, as before
+    clock.advance(seconds=61)
+    await backend.open(clock=clock)  # a process starting purges every team's expired holds
+    rows = rows_by_id(await ledger.requests())
+    assert set(rows) == {"req_unpriced", "req_no_progress"}
+    assert (rows["req_unpriced"].cost_usd, rows["req_unpriced"].prompt_tokens,
+            rows["req_unpriced"].completion_tokens) == (None, 7, 3)
+    assert (rows["req_no_progress"].cost_usd, rows["req_no_progress"].prompt_tokens) == (None, 0)
+    assert all(r.status == "expired" and r.estimated for r in rows.values())
+    assert await backend.query("SELECT id FROM holds") == []
+    (row,) = await ledger.spend(team="research", by=None, since=None, until=None)
+    assert (row["requests"], row["unknown_cost_requests"], row["cost_usd"]) == (2, 2, 0)
+    await consistent(ledger)
+
+
+async def test_periodic_purge_bills_another_teams_expired_hold(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    research, ops = team("research", BudgetRule("daily", D("10"))), team("ops", BudgetRule("daily", D("10")))
+    await ledger.reserve(ops, None, D("0.3"))  # the first admission schedules the purge
+    await ledger.reserve(research, None, D("1"), info=info("req_research"), progress=Progress(1, 1, 0, D("0.2")))
+    clock.advance(minutes=6)
+    await ledger.reserve(ops, None, D("0.1"))  # another team's admission runs the periodic purge
+    assert rows_by_id(await ledger.requests())["req_research"].cost_usd == D("0.2")
+    assert (await ledger.budget_status(research))[0].spent_usd == D("0.2")
+
+
+async def test_checkpoint_of_a_hold_that_is_gone_is_a_no_op(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("10")))
+    settled = (await ledger.reserve(policy, None, D("1"), info=info("req_a"))).hold
+    await ledger.settle(settled, record(settled, D("0.1"), request_id="req_a"))
+    released = (await ledger.reserve(policy, None, D("1"), info=info("req_b"))).hold
+    await ledger.release(released)
+    expired = (await ledger.reserve(policy, None, D("1"), info=info("req_c"))).hold
+    clock.advance(seconds=61)
+    await ledger.reserve(policy, None, D("0.1"))  # bills req_c
+    clock.advance(seconds=1)
+    for hold in (settled, released, expired):
+        assert await ledger.checkpoint(hold, Progress(1, 2, 3, D("9"))) == hold
+    assert len(await backend.query("SELECT id FROM holds")) == 1  # nothing revived
+    assert rows_by_id(await ledger.requests())["req_c"].cost_usd is None
+    unlimited = (await ledger.reserve(team("free"), None, D("1"))).hold  # no limit, no info: never stored
+    assert await ledger.checkpoint(unlimited, Progress(1, 1, 0, D("0.01"))) == unlimited
+    with pytest.raises(ValueError):
+        await ledger.checkpoint(expired, Progress(-1, 0, 0, None))
+
+
+async def test_a_late_settle_replaces_the_estimate_exactly_once(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("10")), BudgetRule("total", D("100")))
+    _, key = await ledger.create_key("research", "ci")
+    hold = (await ledger.reserve(policy, key, D("1"), info=info("req_slow", key=key),
+                                 progress=Progress(100, 20, 0, D("0.01")))).hold
+    clock.advance(seconds=61)
+    await ledger.release((await ledger.reserve(policy, None, D("0.1"))).hold)  # bills the estimate: $0.01
+    assert [b.spent_usd for b in await ledger.budget_status(policy)] == [D("0.01"), D("0.01")]
+
+    real = replace(record(hold, D("0.035"), key=key, request_id="req_slow"), latency_ms=61_500.0)
+    for _ in range(2):  # the second settle (a retry) changes nothing
+        await ledger.settle(hold, real)
+        assert [b.spent_usd for b in await ledger.budget_status(policy)] == [D("0.035"), D("0.035")]
+    (stored,) = await ledger.requests()
+    assert (stored.status, stored.estimated, stored.cost_usd, stored.completion_tokens) == ("ok", False, D("0.035"), 50)
+    assert stored.latency_ms == pytest.approx(61_500.0)
+    (row,) = await ledger.spend(team="research", by="key", since=None, until=None)
+    assert (row["requests"], row["cost_usd"], row["estimated_requests"]) == (1, D("0.035"), 0)
+    audit = await consistent(ledger)
+    assert audit["totals"]["research"] == (D("0.035"), 1) and audit["keys"][key.id] == (D("0.035"), D("0.035"))
+
+    # a cheaper real cost moves the roll-ups down, an unknown one to zero; in another hour bucket too
+    for later_cost, expected in ((D("0.004"), D("0.004")), (None, D(0))):
+        rid = f"req_{later_cost}"
+        h = (await ledger.reserve(policy, key, D("1"), info=info(rid, key=key),
+                                  progress=Progress(1, 1, 0, D("0.02")))).hold
+        clock.advance(seconds=61)
+        await ledger.release((await ledger.reserve(policy, None, D("0.1"))).hold)
+        await ledger.settle(h, record(h, later_cost, key=key, request_id=rid, started_at=T0 + timedelta(hours=1)))
+        assert rows_by_id(await ledger.requests())[rid].cost_usd == later_cost
+        audit = await consistent(ledger)
+        assert audit["totals"]["research"][0] == D("0.035") + (D("0.004") if later_cost is None else 0) + expected
+    with pytest.raises(ValueError, match="expired"):
+        await ledger.settle(hold, replace(real, status="expired"))
+
+
+async def test_the_real_settle_wins_over_the_expiry(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("10")))
+    first = (await ledger.reserve(policy, None, D("1"), info=info("req_x"))).hold
+    # a second hold for the same request (a follow-up call) that will expire
+    await ledger.reserve(policy, None, D("1"), info=info("req_x"), progress=Progress(5, 5, 0, D("0.5")))
+    clock.advance(seconds=61)
+    await ledger.settle(first, record(first, D("0.07"), request_id="req_x"))  # expired, not yet billed: settles
+    await ledger.reserve(policy, None, D("0.1"))  # the other hold expires: its request already has its row
+    (stored,) = await ledger.requests()
+    assert (stored.status, stored.cost_usd) == ("ok", D("0.07"))
+    assert (await ledger.budget_status(policy))[0].spent_usd == D("0.07")
+    assert len(await backend.query("SELECT id FROM holds")) == 1
+    await consistent(ledger)
+
+
+async def test_a_team_without_limits_still_bills_an_expired_hold_with_info(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    free = team("free")
+    admission = await ledger.reserve(free, None, D("1"), info=info("req_free"), progress=Progress(1, 0, 0, D("0.3")))
+    assert admission.budgets == () and len(await backend.query("SELECT id FROM holds")) == 1
+    clock.advance(seconds=61)
+    await ledger.reserve(free, None, D("1"))
+    await backend.open(clock=clock)
+    assert rows_by_id(await ledger.requests())["req_free"].cost_usd == D("0.3")
+
+
+async def test_learned_prices_scale_holds_and_are_shared_by_replicas(backend: Backend) -> None:
+    clock = Clock(T0)
+    one, two = await backend.open(clock=clock, ttl=60), await backend.open(clock=clock, ttl=60)
+    assert await one.price_factors() == {}
+    assert await one.learn_price("nous:Hermes-4-405B", D("1.5")) == D("1.5")
+    assert await two.learn_price("nous:Hermes-4-405B", D("1.2")) == D("1.5")  # the highest stays
+    assert await two.learn_price("openrouter:hermes", D("1.0000000001")) == D("1.000000001")  # rounded up
+    assert await two.learn_price("demo:free", D("0.5")) == 1  # not above the configured price: not stored
+    assert await one.price_factors() == {"nous:Hermes-4-405B": D("1.5"), "openrouter:hermes": D("1.000000001")}
+
+    policy = team("research", BudgetRule("daily", D("1")))
+    admission = await two.reserve(policy, None, D("0.10"), price_keys=["openrouter:hermes", "nous:Hermes-4-405B"],
+                                  info=info("req_learned"), progress=Progress(1, 0, 0, D("0.001")))
+    assert (admission.price_factor, admission.hold.amount_usd, admission.hold.learned_price) == (D("1.5"), D("0.15"),
+                                                                                                True)
+    assert admission.remaining_usd == D("0.85")
+    plain = await one.reserve(policy, None, D("0.10"), price_keys=["unknown:route"])
+    assert (plain.price_factor, plain.hold.amount_usd, plain.hold.learned_price) == (1, D("0.10"), False)
+    tiny = await one.reserve(policy, None, D("0.000000003"), price_keys=["nous:Hermes-4-405B"])
+    assert tiny.hold.amount_usd == D("0.000000005")  # 4.5 nano-dollars, rounded up
+    with pytest.raises(BudgetExceeded):  # 0.50 x 1.5 = 0.75 > the 0.749999995 left
+        await one.reserve(policy, None, D("0.50"), price_keys=["nous:Hermes-4-405B"])
+    assert (await one.budget_status(policy))[0].reserved_usd == D("0.250000005")
+    await one.learn_price("nous:Hermes-4-405B", D("2"))  # a replica learns more: the other applies it at once
+    assert (await two.reserve(policy, None, D("0.1"), price_keys=["nous:Hermes-4-405B"])).hold.amount_usd == D("0.2")
+
+    clock.advance(seconds=61)  # the learned-price hold expires: billed, marked learned_price
+    await two.reserve(policy, None, D("0"))
+    billed = rows_by_id(await one.requests())["req_learned"]
+    assert (billed.status, billed.learned_price, billed.cost_usd) == ("expired", True, D("0.001"))
+    hold = (await one.reserve(policy, None, D("0.1"))).hold
+    await one.settle(hold, replace(record(hold, D("0.02")), learned_price=True))
+    (row,) = await one.spend(team="research", by=None, since=None, until=None)
+    assert (row["learned_price_requests"], row["learned_price_cost_usd"]) == (2, D("0.021"))
+    assert (row["estimated_requests"], row["estimated_cost_usd"]) == (1, D("0.001"))
+    assert sum(r.learned_price for r in await two.requests()) == 2
+
+
+async def test_group_admission_with_info_and_learned_prices(backend: Backend) -> None:
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    await ledger.learn_price("nous:Hermes-4-405B", D("2"))
+    policy = team("research", BudgetRule("daily", D("1.00")))
+    expiring = await ledger.reserve(policy, None, D("0.2"), info=info("req_old"), progress=Progress(1, 1, 0, D("0.1")))
+    clock.advance(seconds=61)
+
+    async def one(i: int) -> Any:
+        try:
+            return await ledger.reserve(policy, None, D("0.03"), info=info(f"req_{i}"),
+                                        progress=Progress(10, 0, 0, D("0.001")), price_keys=["nous:Hermes-4-405B"])
+        except BudgetExceeded:
+            return None
+
+    admissions = [a for a in await asyncio.gather(*(one(i) for i in range(100))) if a is not None]
+    assert len(admissions) == 15  # (1.00 - 0.10 billed) / (0.03 x 2)
+    assert {(a.price_factor, a.hold.amount_usd) for a in admissions} == {(D("2"), D("0.06"))}
+    assert rows_by_id(await ledger.requests())["req_old"].cost_usd == D("0.1")
+    assert expiring.hold.id not in {a.hold.id for a in admissions}
+    daily = (await ledger.budget_status(policy))[0]
+    assert (daily.spent_usd, daily.reserved_usd) == (D("0.1"), D("0.90"))
+    await asyncio.gather(*(ledger.settle(a.hold, record(a.hold, D("0.01"), request_id=a.hold.info.request_id))
+                           for a in admissions))
+    assert (await ledger.budget_status(policy))[0].spent_usd == D("0.25")
+    await consistent(ledger)
+
+
+async def test_memory_ledger_bills_expired_holds() -> None:
+    clock = Clock(T0)
+    ledger = open_ledger(LedgerConfig(url="memory://", reservation_ttl_s=60), clock=clock)
+    await ledger.start()
+    try:
+        policy = team("research", BudgetRule("daily", D("1")))
+        hold = (await ledger.reserve(policy, None, D("0.5"), info=info("req_mem"),
+                                     progress=Progress(3, 2, 1, D("0.004")))).hold
+        clock.advance(seconds=61)
+        await ledger.reserve(policy, None, D("0.1"))
+        assert (await ledger.budget_status(policy))[0].spent_usd == D("0.004")
+        await ledger.settle(hold, record(hold, D("0.006"), request_id="req_mem"))
+        assert (await ledger.budget_status(policy))[0].spent_usd == D("0.006")
+        assert [r.status for r in await ledger.requests()] == ["ok"]
+    finally:
+        await ledger.close()
+
+
+async def test_settles_racing_the_expiry_billing_count_each_request_once(backend: Backend) -> None:
+    clock = Clock(T0)
+    billing, settling = await backend.open(clock=clock, ttl=60), await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("100")))
+    holds = [(await settling.reserve(policy, None, D("1"), info=info(f"req_{i}"),
+                                     progress=Progress(1, 1, 0, D("0.5")))).hold for i in range(40)]
+    clock.advance(seconds=61)
+    costs = {f"req_{i}": D(i + 1) / 1000 for i in range(40)}
+
+    async def settle(hold: Hold) -> None:
+        assert hold.info is not None
+        await settling.settle(hold, record(hold, costs[hold.info.request_id], request_id=hold.info.request_id))
+
+    await asyncio.gather(billing.reserve(policy, None, D("0.1")), *(settle(h) for h in holds))
+    await billing.reserve(policy, None, D("0.1"))
+    rows = await billing.requests()
+    assert sorted(r.request_id for r in rows) == sorted(costs) and {r.status for r in rows} == {"ok"}
+    assert (await billing.budget_status(policy))[0].spent_usd == sum(costs.values())
+    await consistent(billing)

@@ -15,12 +15,17 @@ from hermes_proxy.ledger.base import (
     BudgetStatus,
     Clock,
     Hold,
+    HoldInfo,
     KeyRecord,
     Ledger,
+    Progress,
     RequestRecord,
 )
 
-__all__ = ["Admission", "BudgetStatus", "Hold", "KeyRecord", "Ledger", "RequestRecord", "open_ledger", "sqlite_path"]
+__all__ = [
+    "Admission", "BudgetStatus", "Hold", "HoldInfo", "KeyRecord", "Ledger", "Progress", "RequestRecord", "open_ledger",
+    "sqlite_path",
+]
 
 
 def sqlite_path(url: str) -> str:

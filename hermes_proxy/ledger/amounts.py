@@ -8,7 +8,7 @@ epoch; the conversions and the hourly roll-up buckets are here.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
 
 from policies.budget import tidy
 from policies.windows import require_aware
@@ -27,6 +27,25 @@ def cost_amount(value: Decimal) -> Decimal:
 def hold_amount(value: Decimal) -> Decimal:
     """A reservation as stored: rounded up to the nano-dollar, so a hold never covers less than asked."""
     return tidy(_checked(value, "amount_usd").quantize(NANO, rounding=ROUND_CEILING))
+
+
+def price_factor(value: Decimal) -> Decimal:
+    """A learned price factor as stored: a positive Decimal rounded up to 1e-9 (never under-reserving)."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"factor must be a Decimal, got {type(value).__name__}")
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"a price factor must be a finite amount > 0, got {value}")
+    return tidy(value.quantize(NANO, rounding=ROUND_CEILING))
+
+
+def scaled_hold(amount: Decimal, factor: Decimal) -> Decimal:
+    """``amount`` (a stored hold) times ``factor`` (>= 1), rounded up to the nano-dollar exactly as PostgreSQL's
+    ``ceil(amount * factor * 1e9) / 1e9`` does."""
+    if factor <= 1:
+        return amount
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return tidy((amount * factor).quantize(NANO, rounding=ROUND_CEILING))
 
 
 def _checked(value: Decimal, what: str) -> Decimal:

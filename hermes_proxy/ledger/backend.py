@@ -1,23 +1,36 @@
 """What the SQLite and PostgreSQL ledgers do the same way around their store.
 
 :class:`LedgerBackend` holds the clock, the reservation TTL and the span cache, and implements ``reserve`` (the hold,
-the no-limit shortcut, the spans), ``budget_status``, ``create_key`` and ``verify_key`` over four small store
-operations each backend supplies (admit a hold, measure, insert a key, find a key by its hash).
+the no-limit shortcut, the spans), ``checkpoint``, ``learn_price``, ``budget_status``, ``create_key`` and ``verify_key``
+over small store operations each backend supplies (admit a hold, checkpoint it, learn a price, measure, insert a key,
+find a key by its hash).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from hermes_proxy import keys as keyutil
 from hermes_proxy.ledger.admission import KeyState, needs_hold, usages_for
+from hermes_proxy.ledger.amounts import price_factor
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import Codec, key_from_row
-from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, new_hold, new_key
+from hermes_proxy.ledger.records import (
+    Admission,
+    Hold,
+    HoldInfo,
+    KeyRecord,
+    Progress,
+    check_price_keys,
+    check_progress,
+    new_hold,
+    new_key,
+)
 from hermes_proxy.ledger.spans import Span, SpanCache
 from policies.budget import BudgetStatus, now_utc
 from policies.types import TeamPolicy
@@ -39,9 +52,23 @@ class LedgerBackend(ABC):
 
     @abstractmethod
     async def _admit(
-        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...],
+        price_keys: tuple[str, ...],
     ) -> Admission:
-        """Measure, decide and store ``hold`` atomically; raise the refusal (``BudgetExceeded``, a revoked key)."""
+        """In one transaction: bill the team's expired holds, scale ``hold`` by the highest learned factor of
+        ``price_keys``, measure, decide and store it; raise the refusal (``BudgetExceeded``, a revoked key)."""
+
+    @abstractmethod
+    async def _checkpoint(self, hold_id: str, progress: Progress, expires_at: datetime) -> bool:
+        """Store the progress and the new expiry on the hold; False when it no longer exists."""
+
+    @abstractmethod
+    async def _learn_price(self, price_key: str, factor: Decimal, now: datetime) -> Decimal:
+        """Store max(stored, factor) and return the stored factor."""
+
+    @abstractmethod
+    async def price_factors(self) -> dict[str, Decimal]:
+        """Every learned factor by price key."""
 
     @abstractmethod
     async def _measure(
@@ -60,13 +87,30 @@ class LedgerBackend(ABC):
     # --- shared operations -------------------------------------------------------------------------------------------
 
     async def reserve(
-        self, policy: TeamPolicy, key: KeyRecord | None, amount_usd: Decimal, *, now: datetime | None = None
+        self, policy: TeamPolicy, key: KeyRecord | None, amount_usd: Decimal, *, now: datetime | None = None,
+        info: HoldInfo | None = None, progress: Progress | None = None, price_keys: Sequence[str] = (),
     ) -> Admission:
         moment = self._now(now)
-        hold = new_hold(policy, key, amount_usd, moment, self._ttl)
-        if not needs_hold(policy, key):  # no limit applies: reserving needs no I/O
+        keys = check_price_keys(price_keys)
+        hold = new_hold(policy, key, amount_usd, moment, self._ttl, info, progress)
+        if info is None and not needs_hold(policy, key):  # no limit applies and nothing to bill: no I/O
             return Admission(hold, (), f"team '{policy.name}' has no spend limit")
-        return await self._admit(policy, key, hold, moment, self._spans.plan(policy, moment))
+        return await self._admit(policy, key, hold, moment, self._spans.plan(policy, moment), keys)
+
+    async def checkpoint(self, hold: Hold, progress: Progress) -> Hold:
+        checked = check_progress(progress)
+        assert checked is not None
+        expires_at = self._now(None) + self._ttl
+        if not await self._checkpoint(hold.id, checked, expires_at):
+            return hold  # settled, released, or expired and billed meanwhile: nothing to extend
+        return replace(hold, expires_at=expires_at, progress=checked)
+
+    async def learn_price(self, price_key: str, factor: Decimal) -> Decimal:
+        check_price_keys([price_key])
+        stored = price_factor(factor)
+        if stored <= 1:  # only a price above the configured one means anything
+            return max(Decimal(1), (await self.price_factors()).get(price_key, Decimal(1)))
+        return await self._learn_price(price_key, stored, self._clock())
 
     async def budget_status(
         self, policy: TeamPolicy, *, now: datetime | None = None, key: KeyRecord | None = None

@@ -34,16 +34,20 @@ from hermes_proxy.ledger.amounts import (
 from hermes_proxy.ledger.measure import measure_query, read_measure, sqlite_placeholders
 from hermes_proxy.ledger.protocol import Clock, Ledger
 from hermes_proxy.ledger.records import (
+    EXPIRED,
     STATUSES,
     Admission,
     Hold,
+    HoldInfo,
     KeyRecord,
+    Progress,
     RequestRecord,
     check_record,
     new_hold,
     new_key,
 )
 from hermes_proxy.ledger.reports import (
+    SPEND_FIELDS,
     SPEND_GROUPS,
     budget_json,
     check_spend_args,
@@ -58,7 +62,9 @@ from policies.budget import BudgetStatus, tidy
 
 __all__ = [
     "BUCKET",
+    "EXPIRED",
     "NANO",
+    "SPEND_FIELDS",
     "SPEND_GROUPS",
     "STATUSES",
     "ZERO",
@@ -66,9 +72,11 @@ __all__ = [
     "BudgetStatus",
     "Clock",
     "Hold",
+    "HoldInfo",
     "KeyRecord",
     "KeyState",
     "Ledger",
+    "Progress",
     "RequestRecord",
     "Span",
     "SpanCache",

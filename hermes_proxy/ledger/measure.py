@@ -19,12 +19,14 @@ from hermes_proxy.ledger.spans import Span
 
 def measure_query(
     team: str, spans: Sequence[Span], key_id: str | None, now: datetime, *, when: Callable[[datetime], Any],
-    first: int = 1,
+    first: int = 1, billed: str | None = None,
 ) -> tuple[str, list[Any]]:
     """ONE statement (so one snapshot) measuring the team's holds, the spend of each window and the key's state.
 
     Numbered placeholders (``$n``; SQLite reads them as ``?NNN`` after :func:`sqlite_placeholders`), starting at
     ``first``. Columns: reserved, one per span, then (key name, limit, spent, revoked, reserved) when ``key_id``.
+    ``billed`` names a CTE of rows the same statement inserts (team, key_id, started_at, cost), which its snapshot
+    does not see: their cost is added to the windows and the key they fall in.
     """
     params: list[Any] = [team, when(now)]
     t, n = f"${first}", f"${first + 1}"
@@ -36,7 +38,8 @@ def measure_query(
     columns = [f"(SELECT COALESCE(SUM(amount_usd), 0) FROM holds WHERE team = {t} AND expires_at > {n})"]
     for span in spans:
         if span.is_total:
-            columns.append(f"(SELECT COALESCE(MAX(spent_usd), 0) FROM team_totals WHERE team = {t})")
+            extra = f" + (SELECT COALESCE(SUM(cost), 0) FROM {billed})" if billed is not None else ""
+            columns.append(f"(SELECT COALESCE(MAX(spent_usd), 0) FROM team_totals WHERE team = {t}){extra}")
             continue
         terms = []
         if span.bucket_from is not None and span.bucket_to is not None:
@@ -46,13 +49,17 @@ def measure_query(
         for lo, hi in span.edges:
             terms.append(f"(SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE team = {t} "
                          f"AND started_at >= {param(when(lo))} AND started_at < {param(when(hi))})")
+        if billed is not None and span.start is not None and span.end is not None:
+            terms.append(f"(SELECT COALESCE(SUM(cost), 0) FROM {billed} WHERE started_at >= "
+                         f"{param(when(span.start))} AND started_at < {param(when(span.end))})")
         columns.append(" + ".join(terms) or "0")
     if key_id is not None:
         k = param(key_id)
         columns += [
             f"(SELECT name FROM keys WHERE id = {k})",
             f"(SELECT limit_usd FROM keys WHERE id = {k})",
-            f"(SELECT spent_usd FROM keys WHERE id = {k})",
+            f"(SELECT spent_usd FROM keys WHERE id = {k})"
+            + (f" + (SELECT COALESCE(SUM(cost), 0) FROM {billed} WHERE key_id = {k})" if billed is not None else ""),
             f"(SELECT revoked_at IS NOT NULL FROM keys WHERE id = {k})",
             f"(SELECT COALESCE(SUM(amount_usd), 0) FROM holds WHERE key_id = {k} AND expires_at > {n})",
         ]

@@ -122,7 +122,37 @@ def m004_spend_rollups(d: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_keys, m002_requests, m003_holds, m004_spend_rollups)
+def m005_hold_info(d: Dialect) -> list[str]:
+    # what a hold is for (NULL request_id: a hold without info, dropped when it expires as before) and its last
+    # checkpointed usage; an expired hold with info is billed from these as an 'expired', estimated request
+    columns = [
+        "request_id TEXT", "key_name TEXT", "model TEXT", "route TEXT", f"reasoning {d.flag}", f"started_at {d.time}",
+        f"prompt_tokens {d.bigint}", f"completion_tokens {d.bigint}", f"reasoning_tokens {d.bigint}",
+        f"cost_usd {d.money}", f"learned_price {d.flag} NOT NULL DEFAULT FALSE",
+    ]
+    return [f"ALTER TABLE holds ADD COLUMN {column}" for column in columns]
+
+
+def m006_learned_prices(d: Dialect) -> list[str]:
+    # the highest factor (reported cost / configured price) seen per price key, shared by every replica; stored like
+    # money (nano-units), read inside the admission transaction
+    return [
+        f"""CREATE TABLE learned_prices (
+            price_key TEXT PRIMARY KEY,
+            factor {d.money} NOT NULL,
+            observed_at {d.time} NOT NULL
+        ){d.table_suffix}""",
+    ]
+
+
+def m007_requests_learned_price(d: Dialect) -> list[str]:
+    return [f"ALTER TABLE requests ADD COLUMN learned_price {d.flag} NOT NULL DEFAULT FALSE"]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_keys, m002_requests, m003_holds, m004_spend_rollups, m005_hold_info, m006_learned_prices,
+    m007_requests_learned_price,
+)
 
 
 def pending(applied: Collection[str], migrations: tuple[Migration, ...] = MIGRATIONS) -> list[Migration]:

@@ -2,13 +2,17 @@
 
 Admission is atomic across processes: the reserve transaction first takes the team's advisory transaction lock
 (``pg_advisory_xact_lock``), then, in a *new* statement (READ COMMITTED gives each statement a fresh snapshot, so it
-sees every hold and settle committed before the lock was granted), inserts its hold and measures spend and holds;
-Python decides and the transaction commits, or rolls back on a refusal. Holds are transient (they expire), so the
-reserve commit does not wait for the WAL flush (``synchronous_commit`` off for that transaction only).
+sees every hold and settle committed before the lock was granted), bills the team's expired holds, reads the learned
+price factor, inserts its hold and measures spend and holds; Python decides and the transaction commits (on a refusal,
+without the new hold). Holds are transient (they expire), so the reserve commit does not wait for the WAL flush
+(``synchronous_commit`` off for that transaction only; a lost commit loses the billing with the hold's deletion, and
+the hold is billed again later).
 
 Settle is ONE statement (data-modifying CTEs): insert the request row once per ``request_id``, add its cost to the team
-total, the hourly bucket and the key, and delete the hold; one round trip, atomic, durable at commit. Concurrent
-settles of one team take the same row locks in the same plan order, so they cannot deadlock. Money is
+total, the hourly bucket and the key, and delete the hold; one round trip, atomic, durable at commit. When the row
+already exists as an ``expired`` estimate, a second statement replaces it and moves the roll-ups by the difference.
+Concurrent settles of one team take the same row locks in the same plan order, so they cannot deadlock. Every team's
+expired holds are billed at start and every PURGE_EVERY. The statements are in ``pg_statements``. Money is
 ``NUMERIC(24, 9)``, time ``TIMESTAMPTZ``.
 """
 
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,7 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from hermes_proxy.errors import LedgerUnavailable
+from hermes_proxy.errors import HermesError, LedgerUnavailable
+from hermes_proxy.ledger import pg_statements as pg
 from hermes_proxy.ledger.admission import KeyState, admit, usages_for
 from hermes_proxy.ledger.amounts import cost_amount, floor_bucket
 from hermes_proxy.ledger.backend import LedgerBackend
@@ -34,29 +40,32 @@ from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE, POSTGRES, migration
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import (
     AUDIT,
+    CHECKPOINT,
     DELETE_HOLD,
-    INSERT_HOLD,
     INSERT_KEY,
     KEY_BY_HASH,
     KEY_NAMES,
+    LEARN_PRICE,
+    PRICE_FACTORS,
     PURGE_EVERY,
-    PURGE_HOLDS,
-    REQUEST_COLUMNS,
     REVOKE_KEY,
     Codec,
     audit_report,
+    hold_values,
     key_from_row,
     key_lookup,
     key_name_taken,
     key_to_revoke,
     key_values,
     list_keys_query,
+    progress_values,
     request_from_row,
+    request_values,
     requests_query,
     revoked,
     spend_query,
 )
-from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord, check_record
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, Progress, RequestRecord, check_settle
 from hermes_proxy.ledger.reports import check_spend_args, spend_rows
 from hermes_proxy.ledger.spans import Span
 from policies.budget import tidy
@@ -65,27 +74,6 @@ from policies.types import TeamPolicy
 CODEC = Codec(money_out=tidy)
 #: the day of ``started_at`` in a zone
 LOCAL_DAY = "to_char(started_at AT TIME ZONE {tz}, 'YYYY-MM-DD')"
-_SETTLE = f"""
-WITH ins AS (
-    INSERT INTO requests ({REQUEST_COLUMNS}, reserved_usd, recorded_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING team, key_id, COALESCE(cost_usd, 0) AS cost
-), total AS (
-    INSERT INTO team_totals (team, spent_usd, requests) SELECT team, cost, 1 FROM ins
-    ON CONFLICT (team) DO UPDATE
-    SET spent_usd = team_totals.spent_usd + EXCLUDED.spent_usd, requests = team_totals.requests + 1
-), bucket AS (
-    INSERT INTO spend_buckets (team, bucket_start, cost_usd, requests) SELECT team, $19, cost, 1 FROM ins
-    ON CONFLICT (team, bucket_start) DO UPDATE
-    SET cost_usd = spend_buckets.cost_usd + EXCLUDED.cost_usd, requests = spend_buckets.requests + 1
-), key_spend AS (
-    UPDATE keys SET spent_usd = keys.spent_usd + ins.cost FROM ins WHERE keys.id = ins.key_id AND ins.cost > 0
-), dropped AS (
-    DELETE FROM holds WHERE id = $20
-)
-SELECT count(*) FROM ins
-"""
 _CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
 
 
@@ -137,7 +125,7 @@ class PostgresLedger(LedgerBackend):
             async with pool.acquire() as conn:
                 await _migrate(conn)
                 self._schema = await conn.fetchval("SELECT current_schema()") or ""
-                await conn.execute(PURGE_HOLDS, self._clock())
+                await conn.fetchval(pg.BILL_EXPIRED, self._clock())
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, _CONNECTION_ERRORS):
@@ -185,23 +173,32 @@ class PostgresLedger(LedgerBackend):
     # --- budgets -----------------------------------------------------------------------------------------------------
 
     async def _admit(
-        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...],
+        price_keys: tuple[str, ...],
     ) -> Admission:
-        measure, params = measure_query(policy.name, spans, hold.key_id, moment, when=_same, first=7)
-        # insert the hold in the same statement as the measure (it does not see its own insert) and roll back on a
-        # refusal; a hold need not survive a server crash (it would expire), so its commit does not wait for the WAL
-        sql = (
-            f"WITH new_hold AS ({INSERT_HOLD}) "
-            + measure + ", set_config('synchronous_commit', 'off', true)"
-        )
+        # bill the team's expired holds, insert the hold (scaled by the learned factor) and measure in ONE statement,
+        # rolled back on a refusal; a hold need not survive a server crash (it would expire, and be billed from its
+        # last checkpoint), so the reserve commit does not wait for the WAL flush
+        sql, params = pg.admission(policy.name, spans, hold.key_id, moment)
+        values = hold_values(hold, moment, CODEC)[:16]
         async with self._conn() as conn:
             # BEGIN and the lock in one round trip (simple protocol; the lock key is an integer, nothing is quoted)
             await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key(policy.name)})")
             try:
-                row = await conn.fetchrow(sql, hold.id, hold.team, hold.key_id, hold.amount_usd, moment,
-                                          hold.expires_at, *params)
+                row = await conn.fetchrow(sql, *values, list(price_keys), *params)
+                held, factor = tidy(row[-3]), tidy(row[-2])
+                hold = replace(hold, amount_usd=held, learned_price=factor > 1)
                 spent, reserved, key_state = read_measure(row, spans, key, tidy)
-                decision = admit(policy, key_state, hold.amount_usd, usages_for(spans, spent, reserved, key_state, policy))
+                decision = admit(policy, key_state, held, usages_for(spans, spent, reserved, key_state, policy))
+            except HermesError:  # refused: drop the new hold but keep the expired holds just billed
+                try:
+                    await conn.execute(DELETE_HOLD, hold.id)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                    raise
+                raise
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.execute("ROLLBACK")
@@ -211,21 +208,31 @@ class PostgresLedger(LedgerBackend):
             self._next_purge = moment + PURGE_EVERY
             with contextlib.suppress(LedgerUnavailable):
                 async with self._conn() as conn:
-                    await conn.execute(PURGE_HOLDS, moment)
-        return Admission(hold, decision.budgets, decision.explanation)
+                    await conn.fetchval(pg.BILL_EXPIRED, moment)
+        return Admission(hold, decision.budgets, decision.explanation, factor)
 
     async def settle(self, hold: Hold, record: RequestRecord) -> None:
-        check_record(record)
+        check_settle(record)
         r = record
         cost = None if r.cost_usd is None else cost_amount(r.cost_usd)
+        values = request_values(r, cost, hold.amount_usd, self._clock(), CODEC)
         async with self._conn() as conn:
-            await conn.fetchval(
-                _SETTLE,
-                r.request_id, r.started_at, r.team, r.key_id, r.key_name, r.model, r.route, r.reasoning,
-                r.prompt_tokens, r.completion_tokens, r.reasoning_tokens, cost, r.estimated, r.status,
-                float(r.latency_ms), None if r.ttft_ms is None else float(r.ttft_ms), hold.amount_usd, self._clock(),
-                floor_bucket(r.started_at), hold.id,
-            )
+            inserted = await conn.fetchval(pg.SETTLE, *values, floor_bucket(r.started_at), hold.id)
+            if not inserted:  # a retry, or the hold expired and was billed: the precise record replaces the estimate
+                await conn.fetchval(pg.REPLACE_ESTIMATE, *values)
+
+    async def _checkpoint(self, hold_id: str, progress: Progress, expires_at: datetime) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(CHECKPOINT, *progress_values(progress, CODEC), expires_at, hold_id)
+        return bool(status.endswith(" 1"))
+
+    async def _learn_price(self, price_key: str, factor: Decimal, now: datetime) -> Decimal:
+        async with self._conn() as conn:
+            return tidy(await conn.fetchval(LEARN_PRICE, price_key, factor, now))
+
+    async def price_factors(self) -> dict[str, Decimal]:
+        async with self._conn() as conn:
+            return {row[0]: tidy(row[1]) for row in await conn.fetch(PRICE_FACTORS)}
 
     async def release(self, hold: Hold) -> None:
         async with self._conn() as conn:
@@ -279,7 +286,7 @@ class PostgresLedger(LedgerBackend):
         async with self._conn() as conn:
             rows = await conn.fetch(sql, *params)
             names = {r["id"]: r["name"] for r in await conn.fetch(KEY_NAMES)} if by == "key" else None
-        return spend_rows(by, [(*row[:5], tidy(row[5]), *row[6:]) for row in rows], names)
+        return spend_rows(by, rows, names, tidy)
 
     async def requests(self, *, team: str | None = None, limit: int = 100) -> list[RequestRecord]:
         sql, params = requests_query(team, limit)

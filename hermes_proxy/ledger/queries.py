@@ -16,16 +16,34 @@ from typing import Any
 
 from hermes_proxy import keys as keyutil
 from hermes_proxy.errors import InvalidRequest
-from hermes_proxy.ledger.records import Hold, KeyRecord, RequestRecord
+from hermes_proxy.ledger.records import Hold, KeyRecord, Progress, RequestRecord
 
-#: how often a ledger deletes expired holds (they already count for nothing; this keeps the table small)
+#: how often a ledger deletes every team's expired holds (billing those with info; an admission bills its own team's)
 PURGE_EVERY = timedelta(minutes=5)
 KEY_COLUMNS = "id, team, name, prefix, limit_usd, created_at, revoked_at"
 REQUEST_COLUMNS = (
     "request_id, started_at, team, key_id, key_name, model, route, reasoning, prompt_tokens, completion_tokens, "
-    "reasoning_tokens, cost_usd, estimated, status, latency_ms, ttft_ms"
+    "reasoning_tokens, cost_usd, estimated, status, latency_ms, ttft_ms, learned_price"
 )
-INSERT_HOLD = "INSERT INTO holds (id, team, key_id, amount_usd, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
+#: a hold's columns as :func:`hold_values` gives them: the reservation, then what it is for and its last progress
+HOLD_COLUMNS = (
+    "id, team, key_id, amount_usd, created_at, expires_at, request_id, key_name, model, route, reasoning, started_at, "
+    "prompt_tokens, completion_tokens, reasoning_tokens, cost_usd, learned_price"
+)
+INSERT_HOLD = f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 18))})"
+#: a running request's usage so far, and its hold's new expiry
+CHECKPOINT = (
+    "UPDATE holds SET prompt_tokens = $1, completion_tokens = $2, reasoning_tokens = $3, cost_usd = $4, "
+    "expires_at = $5 WHERE id = $6"
+)
+#: keep the highest factor seen per price key; returns the stored one
+LEARN_PRICE = (
+    "INSERT INTO learned_prices (price_key, factor, observed_at) VALUES ($1, $2, $3) ON CONFLICT (price_key) DO UPDATE "
+    "SET factor = CASE WHEN excluded.factor > learned_prices.factor THEN excluded.factor ELSE learned_prices.factor END, "
+    "observed_at = CASE WHEN excluded.factor > learned_prices.factor THEN excluded.observed_at "
+    "ELSE learned_prices.observed_at END RETURNING factor"
+)
+PRICE_FACTORS = "SELECT price_key, factor FROM learned_prices ORDER BY price_key"
 INSERT_KEY = (
     "INSERT INTO keys (id, team, name, prefix, key_hash, limit_usd, spent_usd, created_at) "
     "VALUES ($1, $2, $3, $4, $5, $6, 0, $7)"
@@ -34,7 +52,6 @@ KEY_BY_HASH = f"SELECT {KEY_COLUMNS}, key_hash FROM keys WHERE key_hash = $1"
 KEY_NAMES = "SELECT id, name FROM keys"
 REVOKE_KEY = "UPDATE keys SET revoked_at = $1 WHERE id = $2"
 DELETE_HOLD = "DELETE FROM holds WHERE id = $1"
-PURGE_HOLDS = "DELETE FROM holds WHERE expires_at <= $1"
 #: the internal-consistency audit: request sums, the three roll-ups, and the holds (read in one snapshot)
 AUDIT = (
     "SELECT team, COALESCE(SUM(cost_usd), 0), COUNT(*) FROM requests GROUP BY team",
@@ -57,15 +74,30 @@ class Codec:
     money_out: Callable[[Any], Decimal] = _same
     time_in: Callable[[datetime], Any] = _same
     time_out: Callable[[Any], datetime] = _same
+    flag_in: Callable[[bool], Any] = _same
 
 
 # --- statements ------------------------------------------------------------------------------------------------------
 
 
 def hold_values(hold: Hold, now: datetime, codec: Codec) -> tuple[Any, ...]:
-    """The parameters of :data:`INSERT_HOLD`."""
+    """The parameters of :data:`INSERT_HOLD` (the columns of :data:`HOLD_COLUMNS`)."""
+    info, progress = hold.info, hold.progress
+    described: tuple[Any, ...] = (None,) * 6
+    if info is not None:
+        described = (info.request_id, info.key_name, info.model, info.route, codec.flag_in(info.reasoning),
+                     codec.time_in(info.started_at))
     return (hold.id, hold.team, hold.key_id, codec.money_in(hold.amount_usd), codec.time_in(now),
-            codec.time_in(hold.expires_at))
+            codec.time_in(hold.expires_at), *described, *progress_values(progress, codec),
+            codec.flag_in(hold.learned_price))
+
+
+def progress_values(progress: Progress | None, codec: Codec) -> tuple[Any, ...]:
+    """Tokens and cost of a hold's progress, as stored (no progress: nothing known, the cost is unknown)."""
+    if progress is None:
+        return (None, None, None, None)
+    cost = None if progress.cost_usd is None else codec.money_in(progress.cost_usd)
+    return (progress.prompt_tokens, progress.completion_tokens, progress.reasoning_tokens, cost)
 
 
 def key_values(k: KeyRecord, key_hash: str, codec: Codec) -> tuple[Any, ...]:
@@ -122,7 +154,10 @@ def spend_query(
         where.append(f"started_at < {param(codec.time_in(until))}")
     sql = (
         f"SELECT {group} AS grp, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(reasoning_tokens), "
-        "COALESCE(SUM(cost_usd), 0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), MAX(key_name) "
+        "COALESCE(SUM(cost_usd), 0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN estimated THEN 1 ELSE 0 END), COALESCE(SUM(CASE WHEN estimated THEN cost_usd END), 0), "
+        "SUM(CASE WHEN learned_price THEN 1 ELSE 0 END), COALESCE(SUM(CASE WHEN learned_price THEN cost_usd END), 0), "
+        "MAX(key_name) "
         f"FROM requests {'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY grp"
     )
     return sql, params
@@ -140,13 +175,23 @@ def key_from_row(row: Sequence[Any], codec: Codec) -> KeyRecord:
     )
 
 
+def request_values(r: RequestRecord, cost: Decimal | None, reserved: Decimal, now: datetime,
+                   codec: Codec) -> tuple[Any, ...]:
+    """The columns of :data:`REQUEST_COLUMNS`, then ``reserved_usd`` and ``recorded_at``, as stored."""
+    return (r.request_id, codec.time_in(r.started_at), r.team, r.key_id, r.key_name, r.model, r.route,
+            codec.flag_in(r.reasoning), r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
+            None if cost is None else codec.money_in(cost), codec.flag_in(r.estimated), r.status, float(r.latency_ms),
+            None if r.ttft_ms is None else float(r.ttft_ms), codec.flag_in(r.learned_price),
+            codec.money_in(reserved), codec.time_in(now))
+
+
 def request_from_row(row: Sequence[Any], codec: Codec) -> RequestRecord:
     """A settled request from the columns of :data:`REQUEST_COLUMNS`."""
     return RequestRecord(
         request_id=row[0], started_at=codec.time_out(row[1]), team=row[2], key_id=row[3], key_name=row[4],
         model=row[5], route=row[6], reasoning=bool(row[7]), prompt_tokens=row[8], completion_tokens=row[9],
         reasoning_tokens=row[10], cost_usd=None if row[11] is None else codec.money_out(row[11]),
-        estimated=bool(row[12]), status=row[13], latency_ms=row[14], ttft_ms=row[15],
+        estimated=bool(row[12]), status=row[13], latency_ms=row[14], ttft_ms=row[15], learned_price=bool(row[16]),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,17 +28,30 @@ def check_spend_args(by: str | None, since: datetime | None, until: datetime | N
         raise ValueError(f"unknown time zone {tz!r}") from None
 
 
+#: the numbers of a spend row (and of the total), in order; ``estimated_*``: usage counted locally or a hold that
+#: expired before its settle; ``learned_price_*``: reserved at a learned price factor or revealed a higher price
+SPEND_FIELDS: tuple[str, ...] = (
+    "requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "unknown_cost_requests",
+    "estimated_requests", "estimated_cost_usd", "learned_price_requests", "learned_price_cost_usd",
+)
+
+
 def spend_rows(
-    by: str | None, rows: Sequence[Sequence[Any]], key_names: dict[str, str] | None = None
+    by: str | None, rows: Sequence[Sequence[Any]], key_names: dict[str, str] | None = None,
+    money: Callable[[Any], Decimal] = tidy,
 ) -> list[dict[str, Any]]:
-    """Report rows from (group, requests, prompt, completion, reasoning, cost, unknown-cost count, a key name);
+    """Report rows from the columns of ``spend_query`` (group, requests, prompt, completion, reasoning, cost,
+    unknown-cost count, estimated count and cost, learned-price count and cost, a key name), money read by ``money``;
     grouped by key, a row is named by the key's current name (else the name it had when used, else its id)."""
     result = []
-    for grp, count, prompt, completion, reasoning, cost, unknown, key_name in rows:
+    for (grp, count, prompt, completion, reasoning, cost, unknown, estimated, estimated_cost, learned, learned_cost,
+         key_name) in rows:
         row: dict[str, Any] = {
             "group": grp, "requests": int(count), "prompt_tokens": int(prompt or 0),
             "completion_tokens": int(completion or 0), "reasoning_tokens": int(reasoning or 0),
-            "cost_usd": cost, "unknown_cost_requests": int(unknown or 0),
+            "cost_usd": money(cost), "unknown_cost_requests": int(unknown or 0),
+            "estimated_requests": int(estimated or 0), "estimated_cost_usd": money(estimated_cost),
+            "learned_price_requests": int(learned or 0), "learned_price_cost_usd": money(learned_cost),
         }
         if by == "key":
             row["key_id"] = grp or None
@@ -78,13 +91,13 @@ def budget_json(budget: BudgetStatus) -> dict[str, Any]:
 
 
 def spend_total(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"group": "total", "requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                             "reasoning_tokens": 0, "cost_usd": ZERO, "unknown_cost_requests": 0}
-    for row in rows:
-        for name in total:
-            if name != "group":
-                total[name] += row[name]
-    total["cost_usd"] = tidy(total["cost_usd"])
+    total: dict[str, Any] = {"group": "total"}
+    for name in SPEND_FIELDS:
+        total[name] = ZERO if name.endswith("_usd") else 0
+        for row in rows:
+            total[name] += row[name]
+        if name.endswith("_usd"):
+            total[name] = tidy(total[name])
     return total
 
 

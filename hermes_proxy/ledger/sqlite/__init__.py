@@ -7,8 +7,9 @@ atomic across processes sharing the file as well. WAL journal with ``synchronous
 a killed process (the WAL is in the OS page cache); only an OS crash or power loss may drop the last commits.
 Money is stored as integer nano-dollars, time as integer microseconds since the epoch (UTC).
 
-The package: ``worker`` (the connection, its thread, transactions, migrations), ``statements`` (what runs in a
-transaction on that thread), ``groups`` (group admission and group commit), ``ledger`` (:class:`SQLiteLedger`).
+The package: ``worker`` (the connection, its thread, transactions, migrations), ``billing`` (request rows, expired
+holds billed, roll-ups), ``statements`` (what runs in a transaction on that thread), ``groups`` (group admission and
+group commit), ``ledger`` (:class:`SQLiteLedger`).
 """
 
 from hermes_proxy.ledger.sqlite.ledger import SQLiteLedger

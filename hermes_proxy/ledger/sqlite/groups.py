@@ -28,23 +28,25 @@ Runner = Callable[..., Awaitable[Any]]
 
 class GroupAdmission:
     """Reservations waiting while a batch runs are decided in the next transaction, one after the other in arrival
-    order, each seeing the holds of those before it. Same decisions as one transaction each (the write lock is held
-    throughout), at one commit and one thread hop per batch. Expired holds are purged every PURGE_EVERY."""
+    order, each seeing the holds of those before it (and its team's expired holds billed). Same decisions as one
+    transaction each (the write lock is held throughout), at one commit and one thread hop per batch. Every team's
+    expired holds are billed every PURGE_EVERY, in the same transaction."""
 
     def __init__(self, run: Runner, release: Callable[[Hold], Awaitable[None]]) -> None:
         self._run = run
         self._release = release
-        self._pending: list[tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...],
+        self._pending: list[tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...], tuple[str, ...],
                                   asyncio.Future[Admission]]] = []
         self._flusher: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._next_purge: datetime | None = None
 
     async def reserve(
-        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...],
+        price_keys: tuple[str, ...] = (),
     ) -> Admission:
         done: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
-        self._pending.append((policy, key, hold, moment, spans, done))
+        self._pending.append((policy, key, hold, moment, spans, price_keys, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         return await done
@@ -57,17 +59,17 @@ class GroupAdmission:
             if purge:
                 self._next_purge = moment + PURGE_EVERY
             try:
-                results = await self._run(reserve_batch, [item[:5] for item in batch], purge)
+                results = await self._run(reserve_batch, [item[:6] for item in batch], purge)
             except asyncio.CancelledError as exc:
                 for item in batch + self._pending:
-                    resolve(item[5], exc)
+                    resolve(item[6], exc)
                 raise
             except Exception as exc:
                 for item in batch:
-                    resolve(item[5], exc)
+                    resolve(item[6], exc)
                 continue
             for item, result in zip(batch, results, strict=True):
-                done = item[5]
+                done = item[6]
                 if done.done():
                     if isinstance(result, Admission):  # the caller went away meanwhile: free its hold now
                         task = asyncio.ensure_future(self._release(result.hold))

@@ -21,7 +21,7 @@ from hermes_proxy.ledger.queries import (
     request_from_row,
     requests_query,
 )
-from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord, check_record
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, Progress, RequestRecord, check_settle
 from hermes_proxy.ledger.reports import check_spend_args
 from hermes_proxy.ledger.spans import Span
 from hermes_proxy.ledger.sqlite import statements
@@ -66,13 +66,23 @@ class SQLiteLedger(LedgerBackend):
     # --- budgets -----------------------------------------------------------------------------------------------------
 
     async def _admit(
-        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...]
+        self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...],
+        price_keys: tuple[str, ...],
     ) -> Admission:
-        return await self._admissions.reserve(policy, key, hold, moment, spans)
+        return await self._admissions.reserve(policy, key, hold, moment, spans, price_keys)
+
+    async def _checkpoint(self, hold_id: str, progress: Progress, expires_at: datetime) -> bool:
+        return await self._worker.run(statements.checkpoint, hold_id, progress, expires_at)
+
+    async def _learn_price(self, price_key: str, factor: Decimal, now: datetime) -> Decimal:
+        return await self._worker.run(statements.learn_price, price_key, factor, now)
+
+    async def price_factors(self) -> dict[str, Decimal]:
+        return await self._worker.run(statements.price_factors)
 
     async def settle(self, hold: Hold, record: RequestRecord) -> None:
         """Record the request and drop its hold, durably, before returning (grouped with concurrent settles)."""
-        check_record(record)
+        check_settle(record)
         cost = None if record.cost_usd is None else cost_amount(record.cost_usd)
         await self._settles.settle(hold, record, cost)
 

@@ -8,20 +8,23 @@ statements shared with PostgreSQL come from :mod:`hermes_proxy.ledger.queries`.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.admission import KeyState, admit, usages_for
-from hermes_proxy.ledger.amounts import floor_bucket, from_micros, from_nanos, to_micros, to_nanos
+from hermes_proxy.ledger.amounts import from_micros, from_nanos, scaled_hold, to_micros, to_nanos
 from hermes_proxy.ledger.measure import measure_query, read_measure, sqlite_placeholders
 from hermes_proxy.ledger.queries import (
     AUDIT,
+    CHECKPOINT,
     INSERT_HOLD,
     INSERT_KEY,
     KEY_NAMES,
-    REQUEST_COLUMNS,
+    LEARN_PRICE,
+    PRICE_FACTORS,
     REVOKE_KEY,
     Codec,
     audit_report,
@@ -30,16 +33,20 @@ from hermes_proxy.ledger.queries import (
     key_name_taken,
     key_to_revoke,
     key_values,
+    progress_values,
+    request_values,
     revoked,
     spend_query,
 )
-from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, Progress, RequestRecord
 from hermes_proxy.ledger.reports import spend_rows
 from hermes_proxy.ledger.spans import Span
-from hermes_proxy.ledger.sqlite.worker import purge_expired_holds, read, write
+from hermes_proxy.ledger.sqlite.billing import Rollups, bill_expired, insert_request, replace_estimate
+from hermes_proxy.ledger.sqlite.worker import read, write
 from policies.types import TeamPolicy
 
-CODEC = Codec(money_in=to_nanos, money_out=from_nanos, time_in=to_micros, time_out=from_micros)
+CODEC = Codec(money_in=to_nanos, money_out=from_nanos, time_in=to_micros, time_out=from_micros, flag_in=int)
+ONE = Decimal(1)
 #: the day of ``started_at`` in a zone (``hermes_local_day`` is registered on the connection by the worker)
 LOCAL_DAY = "hermes_local_day(started_at, {tz})"
 
@@ -58,12 +65,18 @@ def measure(
 
 def reserve_batch(
     conn: sqlite3.Connection,
-    items: list[tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...]]], purge: bool,
+    items: list[tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...], tuple[str, ...]]],
+    purge: bool,
 ) -> list[Admission | HermesError]:
-    """Decide a batch of reservations in one transaction, in order, each seeing the holds of those before it."""
+    """Decide a batch of reservations in one transaction, in order, each seeing the holds of those before it and
+    its team's expired holds billed; each hold is scaled by the learned factor of its price keys."""
     results: list[Admission | HermesError] = []
     with write(conn):
-        for policy, key, hold, now, spans in items:
+        for policy, key, hold, now, spans, price_keys in items:
+            bill_expired(conn, policy.name, to_micros(now))
+            factor = learned_factor(conn, price_keys)
+            if factor > 1:
+                hold = replace(hold, amount_usd=scaled_hold(hold.amount_usd, factor), learned_price=True)
             try:
                 spent, reserved, key_state = measure(conn, policy.name, spans, key, now)
                 decision = admit(policy, key_state, hold.amount_usd,
@@ -72,55 +85,49 @@ def reserve_batch(
                 results.append(refusal)
                 continue
             execute(conn, INSERT_HOLD, hold_values(hold, now, CODEC))
-            results.append(Admission(hold, decision.budgets, decision.explanation))
-    if purge:
-        purge_expired_holds(conn, to_micros(max(item[3] for item in items)))
+            results.append(Admission(hold, decision.budgets, decision.explanation, factor))
+        if purge:
+            bill_expired(conn, None, to_micros(max(item[3] for item in items)))
     return results
+
+
+def learned_factor(conn: sqlite3.Connection, price_keys: tuple[str, ...]) -> Decimal:
+    """The highest learned factor of ``price_keys``, at least 1."""
+    if not price_keys:
+        return ONE
+    row = conn.execute(f"SELECT MAX(factor) FROM learned_prices WHERE price_key IN ({', '.join('?' * len(price_keys))})",
+                       price_keys).fetchone()
+    return ONE if row[0] is None else max(ONE, from_nanos(row[0]))
 
 
 def settle_batch(conn: sqlite3.Connection, items: list[tuple[Hold, RequestRecord, Decimal | None]],
                  now: datetime) -> None:
-    """One transaction for a batch of settles; the roll-ups get one upsert per team, hour bucket and key."""
-    teams: dict[str, list[int]] = {}
-    buckets: dict[tuple[str, int], list[int]] = {}
-    keys: dict[str, int] = {}
-    recorded_at = to_micros(now)
+    """One transaction for a batch of settles; the roll-ups get one upsert per team, hour bucket and key. A record
+    whose hold expired and was billed replaces that ``expired`` estimate; a retried settle changes nothing."""
+    rollups = Rollups()
     with write(conn):
         for hold, r, cost in items:
-            nanos = None if cost is None else to_nanos(cost)
-            inserted = conn.execute(
-                f"INSERT INTO requests ({REQUEST_COLUMNS}, reserved_usd, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
-                (r.request_id, to_micros(r.started_at), r.team, r.key_id, r.key_name, r.model, r.route,
-                 int(r.reasoning), r.prompt_tokens, r.completion_tokens, r.reasoning_tokens, nanos,
-                 int(r.estimated), r.status, float(r.latency_ms), None if r.ttft_ms is None else float(r.ttft_ms),
-                 to_nanos(hold.amount_usd), recorded_at),
-            ).rowcount
-            if inserted != 1:
-                continue  # settled before (a retry): counted once
-            add = nanos or 0
-            team = teams.setdefault(r.team, [0, 0])
-            team[0] += add
-            team[1] += 1
-            bucket = buckets.setdefault((r.team, to_micros(floor_bucket(r.started_at))), [0, 0])
-            bucket[0] += add
-            bucket[1] += 1
-            if r.key_id is not None and add:
-                keys[r.key_id] = keys.get(r.key_id, 0) + add
-        conn.executemany(
-            "INSERT INTO team_totals (team, spent_usd, requests) VALUES (?, ?, ?) ON CONFLICT (team) "
-            "DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd, requests = requests + excluded.requests",
-            [(team, add, count) for team, (add, count) in teams.items()],
-        )
-        conn.executemany(
-            "INSERT INTO spend_buckets (team, bucket_start, cost_usd, requests) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (team, bucket_start) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd, "
-            "requests = requests + excluded.requests",
-            [(team, start, add, count) for (team, start), (add, count) in buckets.items()],
-        )
-        conn.executemany("UPDATE keys SET spent_usd = spent_usd + ? WHERE id = ?",
-                         [(add, key_id) for key_id, add in keys.items()])
+            values = request_values(r, cost, hold.amount_usd, now, CODEC)
+            if not insert_request(conn, values, rollups):
+                replace_estimate(conn, values, rollups)
+        rollups.apply(conn)
         conn.executemany("DELETE FROM holds WHERE id = ?", [(hold.id,) for hold, _, _ in items])
+
+
+def checkpoint(conn: sqlite3.Connection, hold_id: str, progress: Progress, expires_at: datetime) -> bool:
+    with write(conn):
+        return execute(conn, CHECKPOINT, (*progress_values(progress, CODEC), to_micros(expires_at), hold_id)
+                       ).rowcount == 1
+
+
+def learn_price(conn: sqlite3.Connection, price_key: str, factor: Decimal, now: datetime) -> Decimal:
+    with write(conn):
+        (stored,) = execute(conn, LEARN_PRICE, (price_key, to_nanos(factor), to_micros(now))).fetchone()
+    return from_nanos(stored)
+
+
+def price_factors(conn: sqlite3.Connection) -> dict[str, Decimal]:
+    return {key: from_nanos(factor) for key, factor in execute(conn, PRICE_FACTORS).fetchall()}
 
 
 def insert_key(conn: sqlite3.Connection, k: KeyRecord, key_hash: str) -> None:
@@ -148,7 +155,7 @@ def spend(
     sql, params = spend_query(by, team, since, until, tz, codec=CODEC, local_day=LOCAL_DAY)
     rows = execute(conn, sql, params).fetchall()
     names = dict(conn.execute(KEY_NAMES).fetchall()) if by == "key" else None
-    return spend_rows(by, [(*row[:5], from_nanos(row[5]), *row[6:]) for row in rows], names)
+    return spend_rows(by, rows, names, from_nanos)
 
 
 def audit(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -20,10 +20,9 @@ from zoneinfo import ZoneInfo
 
 from hermes_proxy.errors import LedgerUnavailable
 from hermes_proxy.ledger.amounts import from_micros, to_micros
-from hermes_proxy.ledger.measure import sqlite_placeholders
 from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE, SQLITE, migrations_table_sql, to_apply
 from hermes_proxy.ledger.protocol import Clock
-from hermes_proxy.ledger.queries import PURGE_HOLDS
+from hermes_proxy.ledger.sqlite.billing import bill_expired
 from policies.budget import now_utc
 
 T = TypeVar("T")
@@ -147,9 +146,9 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def purge_expired_holds(conn: sqlite3.Connection, now_micros: int) -> None:
-    """Expired holds already count for nothing; this only keeps the table small."""
-    with contextlib.suppress(sqlite3.OperationalError):  # busy: try again next time
-        conn.execute(sqlite_placeholders(PURGE_HOLDS), (now_micros,))
+    """Delete every expired hold, billing those that carry info as ``expired`` requests (one transaction)."""
+    with contextlib.suppress(sqlite3.OperationalError), write(conn):  # busy: the next admission or purge bills them
+        bill_expired(conn, None, now_micros)
 
 
 def local_day(micros: int, tz: str) -> str:
