@@ -1,8 +1,10 @@
 """The built-in simulated Hermes 4: runs everything on a fresh machine with no key, and says so.
 
-It answers in plausible markdown, thinks in a ``<think>`` block when the request's ``reasoning`` field is true, paces
-its tokens like the real service (0.77 s to first token and 37 tokens/s by default; 0 for no delay), honours
-``max_tokens`` with ``finish_reason: "length"`` and reports usage counted with the proxy's tokenizer.
+It answers in plausible markdown (or, given tools, tool results or a JSON ``response_format``, as
+:mod:`.demo_tools` says: raw ``<tool_call>`` text, prose from the results, JSON from the schema), thinks in a
+``<think>`` block when the request's ``reasoning`` field is true, paces its tokens like the real service (0.77 s
+to first token and 37 tokens/s by default; 0 for no delay), honours ``max_tokens`` with ``finish_reason:
+"length"`` and reports usage counted with the proxy's tokenizer.
 
 It is honest about tokens: the answer is encoded once and streamed one token at a time (a token that ends inside a
 UTF-8 character is sent with the next one), so the usage it reports is the tokenizer's count of exactly what it sent,
@@ -26,6 +28,7 @@ import tiktoken
 from hermes_proxy.config import Route, UpstreamConfig
 from hermes_proxy.reasoning import DEEP_THINKING_PROMPT, ReasoningDecision
 from hermes_proxy.upstreams.base import Chunk
+from hermes_proxy.upstreams.demo_tools import compose_tool_answer
 from hermes_proxy.upstreams.dialect import Dialect
 
 SIMULATED_SUFFIX = " (simulated)"
@@ -104,9 +107,10 @@ def compose_reasoning(question: str) -> str:
     )
 
 
-def compose_completion(question: str, *, thinking: bool) -> str:
-    """Everything the simulated model writes for ``question``, as the proxy's usage counts a completion."""
-    answer = compose_answer(question)
+def compose_completion(question: str, *, thinking: bool, answer: str | None = None) -> str:
+    """Everything the simulated model writes for ``question`` (``answer``, by default the canned one), as the
+    proxy's usage counts a completion."""
+    answer = compose_answer(question) if answer is None else answer
     return f"<think>\n{compose_reasoning(question)}\n</think>\n{answer}" if thinking else answer
 
 
@@ -183,8 +187,9 @@ class DemoUpstream:
         messages = payload.get("messages") or []
         question = _last_user_text(messages)
         thinking = bool(payload.get("reasoning"))
+        answer = compose_tool_answer(payload, question)  # tools, tool results, JSON output; None: canned markdown
         pieces, finish_reason, completion_tokens = plan_completion(
-            compose_completion(question, thinking=thinking), _limit(payload), self._counter)
+            compose_completion(question, thinking=thinking, answer=answer), _limit(payload), self._counter)
         model = f"{payload.get('model', 'Hermes-4')}{SIMULATED_SUFFIX}"
         created = int(time.time())
         chunk_id = "chatcmpl-demo-" + hashlib.sha256(f"{question}{created}".encode()).hexdigest()[:16]
