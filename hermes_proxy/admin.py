@@ -4,6 +4,10 @@
 - ``GET /admin/keys[?team=]``, ``DELETE /admin/keys/{id_or_name}[?team=]``, ``GET /admin/spend[?team=&by=&since=&until=]``;
 - ``GET /v1/spend``: a team key sees its own team only; the admin key sees any team (``?team=``) or all.
 
+Spend rows (and the total) carry ``requests``, tokens, ``cost_usd``, ``unknown_cost_requests``, ``estimated_requests``
+and ``estimated_cost_usd`` (usage counted locally, or a hold that expired and was billed from its last checkpoint),
+``learned_price_requests`` and ``learned_price_cost_usd`` (reserved at, or revealing, a price above the configured one).
+
 ``/admin/*`` needs the admin key (``Authorization: Bearer …``, compared in constant time) and does not exist (404) when
 no admin key is configured. Money goes out as decimal strings (``"0.0123"``), never as floats. Errors are raised as
 :class:`~hermes_proxy.errors.HermesError`; the application's middleware renders them.

@@ -169,6 +169,9 @@ async def test_a_team_key_sees_only_its_own_team(client_for: Any, ledger: Ledger
     assert body["team"] == "research" and body["timezone"] == "Europe/Berlin"
     assert [(r["group"], r["cost_usd"]) for r in body["data"]] == [("research", "0.25")]
     assert body["total"]["cost_usd"] == "0.25"
+    for row in (body["data"][0], body["total"]):  # how many requests are estimates or at a learned price, and cost
+        assert (row["estimated_requests"], row["estimated_cost_usd"]) == (0, "0.00")
+        assert (row["learned_price_requests"], row["learned_price_cost_usd"]) == (0, "0.00")
     (daily,) = body["budgets"]
     assert daily["window"] == "daily" and daily["spent_usd"] == "0.25" and daily["remaining_usd"] == "9.75"
 

@@ -85,7 +85,7 @@ def with_ledger(config_path: Path, work: Any) -> Any:
 
 
 def bill(config_path: Path, team: str, cost: str | None, *, model: str = "hermes-4-405b",
-         at: datetime | None = None) -> None:
+         at: datetime | None = None, estimated: bool = False, learned_price: bool = False) -> None:
     config = load_config(config_path)
     policy = config.team(team)
     assert policy is not None
@@ -95,8 +95,8 @@ def bill(config_path: Path, team: str, cost: str | None, *, model: str = "hermes
         await ledger.settle(admission.hold, RequestRecord(
             request_id=uuid.uuid4().hex, started_at=at or datetime.now(UTC), team=team, key_id=None, key_name=None,
             model=model, route="demo:Hermes-4-405B", reasoning=False, prompt_tokens=1000, completion_tokens=200,
-            reasoning_tokens=50, cost_usd=None if cost is None else D(cost), estimated=False, status="ok",
-            latency_ms=1.0, ttft_ms=None))
+            reasoning_tokens=50, cost_usd=None if cost is None else D(cost), estimated=estimated, status="ok",
+            latency_ms=1.0, ttft_ms=None, learned_price=learned_price))
 
     with_ledger(config_path, work)
 
@@ -203,6 +203,27 @@ def test_spend_csv_and_json(config_path: Path, capsys: pytest.CaptureFixture[str
 
     cli("spend", "--since", "2000-01-01", "--until", "2000-02-01", "--config", str(config_path))
     assert capsys.readouterr().out.startswith("no requests since 2000-01-01 00:00 until 2000-02-01 00:00")
+
+
+def test_spend_counts_estimated_and_learned_price_requests(config_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bill(config_path, "research", "0.25", estimated=True)
+    bill(config_path, "research", "1.5", learned_price=True)
+    bill(config_path, "research", "0.75", estimated=True, learned_price=True)
+    bill(config_path, "research", "2")
+    cli("spend", "--team", "research", "--format", "csv", "--config", str(config_path))
+    (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert (row["requests"], row["cost_usd"], row["estimated_requests"], row["estimated_cost_usd"],
+            row["learned_price_requests"], row["learned_price_cost_usd"]) == ("4", "4.50", "2", "1.00", "2", "2.25")
+    cli("spend", "--team", "research", "--format", "json", "--config", str(config_path))
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert (total["estimated_requests"], total["estimated_cost_usd"]) == (2, "1.00")
+    assert (total["learned_price_requests"], total["learned_price_cost_usd"]) == (2, "2.25")
+    cli("spend", "--team", "research", "--config", str(config_path))
+    lines = capsys.readouterr().out.splitlines()
+    assert "ESTIMATED*" in lines[0] and "LEARNED PRICE*" in lines[0]
+    assert "2 ($1.00)" in lines[1] and "2 ($2.25)" in lines[1]
+    assert any(line.startswith("* requests") for line in lines)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """``hermes-proxy spend``: what was spent, by team, day, model, key or route, as a table, CSV or JSON.
 
 Times (``--since``/``--until``, and days with ``--by day``) are read in the team's time zone when ``--team`` is given,
-else in UTC (``--timezone`` overrides). Requests whose cost is unknown (unpriced route) are counted apart, never as $0.
+else in UTC (``--timezone`` overrides). Requests whose cost is unknown (unpriced route) are counted apart, never as $0;
+estimated requests (usage counted locally, or a hold that expired and was billed from its last checkpoint) and
+learned-price ones are counted with their share of the cost.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from hermes_proxy.config import Config, load_config
 from hermes_proxy.errors import InvalidRequest
 from hermes_proxy.keys import check_team
 from hermes_proxy.ledger import open_ledger
-from hermes_proxy.ledger.base import SPEND_GROUPS, budget_json, describe_budgets, spend_row_json, spend_total
+from hermes_proxy.ledger.base import (
+    SPEND_FIELDS,
+    SPEND_GROUPS,
+    budget_json,
+    describe_budgets,
+    spend_row_json,
+    spend_total,
+)
 from hermes_proxy.money import format_usd
 from policies.windows import parse_when, zone
 
-COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "unknown_cost_requests")
+COLUMNS = SPEND_FIELDS
 
 
 def add_parser(subparsers: Any) -> None:
@@ -108,14 +117,23 @@ def _table(label: str, rows: list[dict[str, Any]], total: dict[str, Any], since:
     if not rows:
         print(f"no requests{' ' + span if span else ''}")
         return
-    header = (label.upper(), "REQUESTS", "PROMPT", "COMPLETION", "REASONING", "COST", "UNKNOWN COST")
+    header = (label.upper(), "REQUESTS", "PROMPT", "COMPLETION", "REASONING", "COST", "UNKNOWN COST", "ESTIMATED*",
+              "LEARNED PRICE*")
+
+    def part(count: int, cost: Any) -> str:
+        return f"{count:,} ({format_usd(cost)})" if count else "-"
 
     def cells(row: dict[str, Any]) -> tuple[str, ...]:
         unknown = row["unknown_cost_requests"]
         return (str(row["group"]), f"{row['requests']:,}", f"{row['prompt_tokens']:,}",
                 f"{row['completion_tokens']:,}", f"{row['reasoning_tokens']:,}", format_usd(row["cost_usd"]),
-                f"{unknown:,}" if unknown else "-")
+                f"{unknown:,}" if unknown else "-", part(row["estimated_requests"], row["estimated_cost_usd"]),
+                part(row["learned_price_requests"], row["learned_price_cost_usd"]))
 
-    print(render_table(header, [*(cells(r) for r in rows), cells(total)], right=range(1, 7)))
+    print(render_table(header, [*(cells(r) for r in rows), cells(total)], right=range(1, 9)))
     if span:
         print(f"({span}, {tz})")
+    if total["estimated_requests"] or total["learned_price_requests"]:
+        print("* requests (and their part of COST). ESTIMATED: usage counted by the proxy, or a request whose process\n"
+              "  stopped before it settled, billed from its last checkpoint. LEARNED PRICE: reserved at, or revealing,\n"
+              "  a price above the configured one.")
