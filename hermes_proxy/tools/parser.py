@@ -125,6 +125,7 @@ class ToolCallParser:
         self._buffer = ""  # text not yet decided
         self._state = "text"  # "text" | "opened" (tag seen, waiting for "{" or "[") | "call" (inside a call block)
         self._calls = 0
+        self._scan = 0  # inside a call: where the search for its close tag resumes (long calls fed token by token)
 
     @property
     def calls(self) -> int:
@@ -145,7 +146,7 @@ class ToolCallParser:
                 events.append(Text(self._buffer))
         else:
             events.append(Malformed(TOOL_CALL_OPEN + self._buffer, "the <tool_call> block was never closed"))
-        self._buffer, self._state = "", "text"
+        self._buffer, self._state, self._scan = "", "text", 0
         return events
 
     def _step(self, events: list[Event]) -> bool:
@@ -176,16 +177,16 @@ class ToolCallParser:
             self._buffer, self._state = body, "text"
             return True
         # inside a call: the first close tag that is not inside a JSON string ends it
-        search = 0
         while True:
-            end = buffer.find(TOOL_CALL_CLOSE, search)
+            end = buffer.find(TOOL_CALL_CLOSE, self._scan)
             if end < 0:
+                self._scan = max(self._scan, len(buffer) - len(TOOL_CALL_CLOSE) + 1)
                 return False
+            self._scan = end + 1
             if not _inside_json_string(buffer[:end]):
                 break
-            search = end + 1
         body = buffer[:end]
-        self._buffer, self._state = buffer[end + len(TOOL_CALL_CLOSE):], "text"
+        self._buffer, self._state, self._scan = buffer[end + len(TOOL_CALL_CLOSE):], "text", 0
         parsed = parse_call(body)
         if isinstance(parsed, str):
             events.append(Malformed(TOOL_CALL_OPEN + body + TOOL_CALL_CLOSE, parsed))
