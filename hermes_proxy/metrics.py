@@ -85,6 +85,11 @@ class Metrics:
         self._settles_waiting = Gauge("hermes_settles_waiting",
                                       "Settles the ledger could not write, kept in the outbox until it can.",
                                       registry=r)
+        self._price_factor = Gauge("hermes_route_price_factor",
+                                   "Cost an upstream reported over the route's configured price (learned; 1 = as "
+                                   "configured), by model alias and route.", ["route"], registry=r)
+        self._price_rises = Counter("hermes_route_price_rises", "Times a request revealed a price above the one "
+                                    "reservations used.", ["route"], registry=r)
         self._upstream_errors = Counter("hermes_upstream_errors", "Errors returned by upstreams, by error code.",
                                         ["upstream", "code"], registry=r)
         self._upstream_retries = Counter("hermes_upstream_retries", "Retries of an upstream call.", ["upstream"],
@@ -187,6 +192,12 @@ class Metrics:
     def set_settles_waiting(self, count: int) -> None:
         """How many settles wait in the outbox for the ledger to come back."""
         self._settles_waiting.set(count)
+
+    def price_learned(self, route: str, factor: Decimal) -> None:
+        """A route billed above its configured price: reservations now use ``factor`` times it."""
+        label = self._route(route)
+        self._price_factor.labels(label).set(float(factor))
+        self._price_rises.labels(label).inc()
 
     # --- exposition -------------------------------------------------------------------------------------------
 

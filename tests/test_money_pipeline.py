@@ -249,3 +249,57 @@ async def test_a_caller_that_leaves_while_the_ledger_reserves_leaves_no_hold(cou
     assert Decimal(status.reserved_usd) == 0 and Decimal(status.remaining_usd) == Decimal(1)  # ...and is gone
     await gateway.aclose()
     await real.close()
+
+
+# --- 3. prices an upstream reports above the configured one are learned ------------------------------------------
+
+
+async def test_a_price_above_the_configured_one_is_learned_and_reserved_for(proxy: ProxyFactory) -> None:
+    # configured $1/$3 per Mtok; OpenRouter bills 31 + 20 tokens at five times that
+    script = Script(dialect="openrouter", openrouter_cost=float(COST * 5))
+    limit = Decimal("0.02")
+    p = await proxy(script, **budget(float(limit), max_tokens=100))
+    body = {"model": "hermes-4-405b", "messages": HELLO}
+    first = await p.client.post("/v1/chat/completions", json=body)
+    assert Decimal(first.headers["x-hermes-cost-usd"]) == COST * 5  # the request that reveals it overshoots by its own
+    reserved_before = Decimal(first.headers["x-hermes-reserved-usd"])
+    await current_gateway(p.client.app).settled()  # type: ignore[arg-type]
+    second = await p.client.post("/v1/chat/completions", json=body)
+    assert Decimal(second.headers["x-hermes-reserved-usd"]) == pytest.approx(reserved_before * 5, rel=Decimal("0.01"))
+    ledger = p.client.app[LEDGER]  # type: ignore[index]
+    (factor,) = (await ledger.price_factors()).values()
+    assert factor == pytest.approx(Decimal(5), rel=Decimal("0.001"))
+    rows, _ = await spent(p)
+    assert all(r.learned_price for r in rows)
+    metrics = await (await p.client.get("/metrics")).text()
+    assert 'hermes_route_price_factor{route="hermes-4-405b/primary:Hermes-4-405B"} 5' in metrics
+
+    # from now on a burst never spends past the budget, although every request costs five times its price
+    async def one() -> Decimal | None:
+        response = await p.client.post("/v1/chat/completions", json=body)
+        return Decimal(response.headers["x-hermes-cost-usd"]) if response.status == 200 else None
+
+    billed = [b for b in await asyncio.gather(*(one() for _ in range(60))) if b is not None]
+    rows, total = await spent(p)
+    assert 0 < len(billed) < 60
+    assert total <= limit and total == sum((r.cost_usd for r in rows), Decimal(0))
+    assert await remaining(p) == limit - total
+
+
+# --- 6. a stream longer than the reservation TTL keeps its hold ---------------------------------------------------
+
+
+async def test_a_stream_that_outlives_the_reservation_ttl_keeps_its_hold(proxy: ProxyFactory) -> None:
+    script = Script(dialect="vllm", piece=1, answer="y" * 150, delay_s=0.01)  # about 1.5 s
+    p = await proxy(script, ledger={"url": "memory://", "reservation_ttl_s": 0.4}, **budget(1.0, max_tokens=200))
+    response = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": HELLO,
+                                                                 "stream": True})
+    reserved = Decimal(response.headers["x-hermes-reserved-usd"])
+    await asyncio.sleep(1.0)  # well past the TTL, still streaming
+    ledger = p.client.app[LEDGER]  # type: ignore[index]
+    (status,) = await ledger.budget_status(p.config.team("default"))
+    assert Decimal(status.reserved_usd) == reserved  # still held
+    await response.text()
+    rows, total = await spent(p)
+    assert [r.status for r in rows] == ["ok"]  # billed once, not also as an expired hold
+    assert await remaining(p) == Decimal(1) - total

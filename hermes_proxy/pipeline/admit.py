@@ -10,10 +10,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from hermes_proxy.config import Route
 from hermes_proxy.errors import BudgetExceeded
-from hermes_proxy.ledger.base import Admission, Ledger
+from hermes_proxy.ledger.base import Admission, HoldInfo, Ledger, Progress
 from hermes_proxy.pipeline.plan import Plan
 from hermes_proxy.pipeline.types import CallTracker, Principal, Services
+from hermes_proxy.pricing import cost_of
+from hermes_proxy.usage import Usage
 
 log = logging.getLogger("hermes_proxy.gateway")
 
@@ -25,7 +28,12 @@ class Admitted:
     rate_headers: dict[str, str]
 
 
-async def admit(services: Services, plan: Plan, principal: Principal) -> Admitted:
+def price_key(plan: Plan, route: Route) -> str:
+    """Learned prices are per alias and route: the factor is relative to that route's configured price."""
+    return f"{plan.model.alias}/{route.label}"
+
+
+async def admit(services: Services, plan: Plan, principal: Principal, info: HoldInfo) -> Admitted:
     team, key = principal.team, principal.key
     metrics = services.metrics
     rate_headers: dict[str, str] = {}
@@ -38,7 +46,7 @@ async def admit(services: Services, plan: Plan, principal: Principal) -> Admitte
             raise decision.error()
         rate_headers, ticket = decision.headers, decision.ticket
     try:
-        admission = await _reserve(services, plan, principal)
+        admission = await _reserve(services, plan, principal, info)
     except BudgetExceeded:
         if services.rate_limiter is not None and ticket is not None:
             # a request the budget refused takes no rate-limit slot (never raises)
@@ -49,9 +57,14 @@ async def admit(services: Services, plan: Plan, principal: Principal) -> Admitte
     return Admitted(admission, rate_headers)
 
 
-async def _reserve(services: Services, plan: Plan, principal: Principal) -> Admission:
+async def _reserve(services: Services, plan: Plan, principal: Principal, info: HoldInfo) -> Admission:
     ledger = services.ledger
-    task = asyncio.ensure_future(ledger.reserve(principal.team, principal.key, plan.reserve_usd))
+    primary = plan.routes[0]
+    # the prompt is what a request that dies before its first checkpoint has certainly cost
+    prompt = Usage(prompt_tokens=plan.prompt_tokens, estimated=True)
+    progress = Progress(plan.prompt_tokens, 0, 0, cost_of(prompt, services.prices.get(primary)))
+    task = asyncio.ensure_future(ledger.reserve(principal.team, principal.key, plan.reserve_usd, info=info,
+                                                progress=progress, price_keys=[price_key(plan, r) for r in plan.routes]))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

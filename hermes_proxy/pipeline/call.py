@@ -10,17 +10,22 @@ exit whatever happened (finished, upstream error, client gone), shielded from th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from hermes_proxy.config import Route
 from hermes_proxy.errors import HermesError, UpstreamError
-from hermes_proxy.ledger.base import RequestRecord
-from hermes_proxy.pipeline.admit import Admitted, admit
+from hermes_proxy.ledger.base import HoldInfo, Progress, RequestRecord
+from hermes_proxy.pipeline.admit import Admitted, admit, price_key
 from hermes_proxy.pipeline.answer import Answer
 from hermes_proxy.pipeline.connect import connect
+from hermes_proxy.pipeline.hold import HoldKeeper, checkpoint_interval
 from hermes_proxy.pipeline.outcome import UsageMeter
 from hermes_proxy.pipeline.plan import BIG_PROMPT_CHARS, Plan, make_plan, prompt_size
 from hermes_proxy.pipeline.settle import Timings, settle
@@ -28,6 +33,9 @@ from hermes_proxy.pipeline.types import CallInfo, Outcome, Piece, Principal, Ser
 from hermes_proxy.pricing import cost_of
 
 SIMULATED_SUFFIX = " (simulated)"
+#: a reported cost this much above the configured price (or the factor already learned) is a price rise, not rounding
+PRICE_RISE_THRESHOLD = Decimal("1.001")
+log = logging.getLogger("hermes_proxy.gateway")
 
 
 class ChatCall:
@@ -52,6 +60,8 @@ class ChatCall:
         self._error: HermesError | None = None
         self._tracked = False
         self._settled = False
+        self._keeper: HoldKeeper | None = None
+        self._in_flight: AbstractContextManager[Any] | None = None
 
     @property
     def rate_headers(self) -> dict[str, str]:
@@ -89,7 +99,13 @@ class ChatCall:
         try:
             plan = await self._make_plan()
             self._plan = plan
-            self._admitted = await admit(services, plan, self._principal)
+            self._admitted = await admit(services, plan, self._principal, self._hold_info(plan))
+            self._keeper = HoldKeeper(services.ledger, self._admitted.admission.hold, self._progress,
+                                      checkpoint_interval(services.config.ledger.reservation_ttl_s))
+            self._keeper.start()
+            if services.metrics is not None:
+                self._in_flight = services.metrics.in_flight()
+                self._in_flight.__enter__()
         except BaseException:
             self._untrack()
             raise
@@ -107,9 +123,23 @@ class ChatCall:
             request_id=self.request_id, model=plan.model.alias,
             response_model=plan.model.alias + (SIMULATED_SUFFIX if upstream.simulated else ""),
             route=connection.route, reasoning=plan.decision, prompt_tokens=plan.prompt_tokens,
-            max_tokens=plan.max_tokens, max_tokens_source=plan.max_tokens_source, reserved_usd=plan.reserve_usd,
+            max_tokens=plan.max_tokens, max_tokens_source=plan.max_tokens_source,
+            reserved_usd=self._admitted.admission.hold.amount_usd,
             admission=self._admitted.admission, simulated=upstream.simulated, context_window=plan.model.context_window)
         return self
+
+    def _hold_info(self, plan: Plan) -> HoldInfo:
+        key = self._principal.key
+        return HoldInfo(request_id=self.request_id, key_name=key.name if key else None, model=plan.model.alias,
+                        route=plan.routes[0].label, reasoning=plan.decision.enabled, started_at=self.started_at)
+
+    def _progress(self) -> Progress:
+        """The usage so far and its cost, for the hold's checkpoint."""
+        assert self._plan is not None
+        usage = self._meter.running(self._services.counter, self._plan.max_tokens)
+        route = self._answer.connection.route if self._answer else self._plan.routes[0]
+        return Progress(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens,
+                        cost_of(usage, self._services.prices.get(route)))
 
     async def _make_plan(self) -> Plan:
         services = self._services
@@ -174,6 +204,10 @@ class ChatCall:
         if self._t_upstream is not None and self._t_upstream[1] is None:
             self._t_upstream = (self._t_upstream[0], self._t_finished)
         self._untrack()
+        if self._keeper is not None:
+            self._keeper.stop()
+        if self._in_flight is not None:
+            self._in_flight.__exit__(None, None, None)
         if self.outcome is None or self.outcome.status != status:
             self.compute_outcome(status)
         task = asyncio.ensure_future(self._settle())
@@ -185,6 +219,8 @@ class ChatCall:
         assert self.outcome is not None and self._admitted is not None and self._plan is not None
         principal, plan, outcome = self._principal, self._plan, self.outcome
         route = self._answer.connection.route if self._answer else None
+        admission = self._admitted.admission
+        revealed = await self._learn_price(route, outcome) if route is not None else False
         record = RequestRecord(
             request_id=self.request_id, started_at=self.started_at, team=principal.team.name,
             key_id=principal.key.id if principal.key else None,
@@ -193,7 +229,8 @@ class ChatCall:
             prompt_tokens=outcome.usage.prompt_tokens, completion_tokens=outcome.usage.completion_tokens,
             reasoning_tokens=outcome.usage.reasoning_tokens, cost_usd=outcome.cost_usd,
             estimated=outcome.usage.estimated, status=outcome.status,
-            latency_ms=(time.perf_counter() - self._t0) * 1000, ttft_ms=self.ttft_ms)
+            latency_ms=(time.perf_counter() - self._t0) * 1000, ttft_ms=self.ttft_ms,
+            learned_price=revealed or admission.price_factor > 1)
         ttft = self.ttft_ms
         timings = Timings(total_s=self.total_ms / 1000, overhead_s=self.overhead_ms / 1000,
                           ttft_s=None if ttft is None else ttft / 1000)
@@ -203,8 +240,33 @@ class ChatCall:
         if self._services.config.server.log_prompts:
             extra_log["messages"] = plan.request.messages
             extra_log["answer"] = self._answer.shaper.content_text if self._answer else ""
-        await settle(self._services, principal, self._admitted.admission, record, outcome, timings,
+        await settle(self._services, principal, admission, record, outcome, timings,
                      extra_log=extra_log)
+
+    async def _learn_price(self, route: Route, outcome: Outcome) -> bool:
+        """When the upstream reported a cost above the route's configured price, the factor is learned in the
+        ledger, so that every replica reserves at the observed rate from now on. True when this request revealed it."""
+        assert self._plan is not None and self._admitted is not None
+        usage, price = outcome.usage, self._services.prices.get(route)
+        if usage.upstream_cost_usd is None or price is None:
+            return False
+        configured = cost_of(dataclasses.replace(usage, upstream_cost_usd=None), price)
+        if not configured:
+            return False
+        factor = usage.upstream_cost_usd / configured
+        if factor <= self._admitted.admission.price_factor * PRICE_RISE_THRESHOLD:
+            return False
+        key = price_key(self._plan, route)
+        try:
+            learned = await self._services.ledger.learn_price(key, factor)
+        except Exception:
+            log.exception("request %s: could not record the learned price of %s", self.request_id, key)
+            return True
+        log.warning("route %s billed %s times its configured price; reservations now use that rate",
+                    key, f"{factor:.3f}")
+        if self._services.metrics is not None:
+            self._services.metrics.price_learned(key, learned)
+        return True
 
     def remaining_budget_usd(self) -> Decimal | None:
         """The tightest window's remaining budget: after the reservation, or once the outcome is known, after this

@@ -33,6 +33,9 @@ class CallUsage:
     cut_in_reasoning: bool = False
     #: the proxy stopped relaying this call at max_tokens: it is billed for what was relayed
     capped: bool = False
+    #: running count for checkpoints: pieces of text counted so far, and their tokens
+    counted_pieces: tuple[int, int] = (0, 0)
+    counted_tokens: tuple[int, int] = (0, 0)
 
 
 class UsageMeter:
@@ -65,6 +68,28 @@ class UsageMeter:
 
     def tool_calls(self, fragments: list[dict[str, Any]]) -> None:
         self.current.tool_calls.extend(fragments)
+
+    def running(self, counter: TokenCounter, max_tokens: int) -> Usage:
+        """The usage so far, for a checkpoint on the hold: reported figures where the upstream gave running totals,
+        else the text relayed, each piece counted once over the life of the call (estimated)."""
+        prompt = completion = reasoning = 0
+        for call in self.calls:
+            if call.reported is not None and not call.capped:
+                prompt += call.reported.prompt_tokens
+                completion += call.reported.completion_tokens
+                reasoning += call.reported.reasoning_tokens
+                continue
+            (r_done, c_done), (r_tokens, c_tokens) = call.counted_pieces, call.counted_tokens
+            r_tokens += sum(counter.count_text(t) for t in call.reasoning_text[r_done:])
+            c_tokens += sum(counter.count_text(t) for t in call.content_text[c_done:])
+            call.counted_pieces = (len(call.reasoning_text), len(call.content_text))
+            call.counted_tokens = (r_tokens, c_tokens)
+            prompt += call.prompt_tokens
+            completion += r_tokens + c_tokens
+            reasoning += r_tokens
+        completion = min(completion, max_tokens)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, reasoning_tokens=min(reasoning, completion),
+                     estimated=True)
 
     def total(self, counter: TokenCounter, max_tokens: int) -> Usage:
         parts = [_call_usage(call, counter) for call in self.calls]

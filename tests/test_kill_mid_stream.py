@@ -1,0 +1,83 @@
+"""A proxy process killed with SIGKILL mid-stream: the tokens already delivered are billed once its hold expires."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hermes_proxy.config import load_config
+from hermes_proxy.ledger import open_ledger
+from tests.fake_upstream import Script, make_upstream_app
+from tests.test_operations import ROOT, free_port, start_replica, wait_up
+
+HELLO = [{"role": "user", "content": "write a long story"}]
+
+
+async def test_sigkill_mid_stream_bills_what_was_delivered_when_the_hold_expires(tmp_path: Path,
+                                                                                  aiohttp_server: Any) -> None:
+    script = Script(dialect="vllm", piece=2, answer="tale " * 400, delay_s=0.01, send_usage=False)
+    upstream = await aiohttp_server(make_upstream_app(script))
+    config_path = tmp_path / "proxy.toml"
+    config_path.write_text(f"""
+[server]
+auth = "none"
+[ledger]
+url = "sqlite:///{tmp_path / 'ledger.db'}"
+reservation_ttl_s = 1.5
+[[upstreams]]
+name = "up"
+kind = "vllm"
+base_url = "{upstream.make_url('/v1')}"
+[models.hermes-4-405b]
+routes = [{{ upstream = "up", model = "m", input_usd_per_mtok = 1.0, output_usd_per_mtok = 3.0 }}]
+[teams.default]
+budgets = [{{ window = "daily", limit_usd = 1.0 }}]
+max_tokens = 2000
+""")
+    port = free_port()
+    process = start_replica(config_path, port, {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+    try:
+        await wait_up(port, process)
+        received = ""
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                    json={"model": "hermes-4-405b", "messages": HELLO, "stream": True}) as response:
+                started = time.monotonic()
+                async for line in response.content:
+                    if line.startswith(b"data: {"):
+                        received += line.decode()
+                    if time.monotonic() - started > 1.5:  # past a checkpoint (every TTL / 3 = 0.5 s)
+                        process.send_signal(signal.SIGKILL)
+                        break
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert received.count("\"delta\"") > 50  # tokens were delivered before the kill
+    await asyncio.sleep(1.6)  # the hold's TTL passes
+
+    config = load_config(str(config_path))
+    ledger = open_ledger(config.ledger)
+    await ledger.start()
+    try:
+        team = config.team("default")
+        assert team is not None
+        (status,) = await ledger.budget_status(team)  # the next admission, or a purge, bills expired holds
+        await ledger.release((await ledger.reserve(team, None, Decimal("0.0001"))).hold)
+        rows = await ledger.requests(limit=10)
+        assert len(rows) == 1
+        row = rows[0]
+        assert row.status == "expired" and row.estimated
+        assert row.completion_tokens > 50 and row.cost_usd is not None and row.cost_usd > 0
+        (status,) = await ledger.budget_status(team)
+        assert Decimal(status.reserved_usd) == 0
+        assert Decimal(status.spent_usd) == row.cost_usd
+    finally:
+        await ledger.close()
