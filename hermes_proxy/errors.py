@@ -199,6 +199,15 @@ class RoutesExhausted(UpstreamError):
         self.failures = tuple(failures)
 
 
+class StructuredOutputInvalid(HermesError):
+    """The answer does not match the strict JSON schema the request asked for (the request is still billed: the
+    model did generate it). 422, not 5xx: an SDK does not silently pay for a retry."""
+
+    status = 422
+    type = "invalid_response_error"
+    code = "invalid_structured_output"
+
+
 class ModelUnavailable(HermesError):
     """Every route of the model was left out at start (their upstreams' API keys are not set): no request is sent."""
 

@@ -18,6 +18,7 @@ from hermes_proxy.errors import (
     InvalidRequest,
     ModelNotFound,
     RequestTooLarge,
+    StructuredOutputInvalid,
     UpstreamStreamError,
     internal_error,
     to_openai_error,
@@ -26,6 +27,7 @@ from hermes_proxy.json_body import parse_json_body
 from hermes_proxy.ledger.base import usd_text
 from hermes_proxy.pipeline import ChatCall, Piece
 from hermes_proxy.sse import DONE, KEEPALIVE, encode_event
+from hermes_proxy.tools.structured import strip_fence
 
 log = logging.getLogger("hermes_proxy")
 request_log = logging.getLogger("hermes_proxy.requests")
@@ -175,6 +177,14 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
             await response.write(prefix + b',"choices":[{"index":0,"delta":' + json.dumps(delta, ensure_ascii=False)
                                  .encode() + b',"logprobs":null,"finish_reason":'
                                  + json.dumps(piece.finish_reason).encode() + b"}]}\n\n")
+        checks = call.checks
+        if checks is not None:
+            for note in checks.notes:
+                await response.write(f": x-hermes-note: {_header_text(note)}\n\n".encode())
+            if checks.structured_error is not None:
+                invalid = StructuredOutputInvalid(checks.structured_error, param="response_format")
+                call.fail(invalid)
+                await response.write(encode_event(to_openai_error(invalid)))
     except UpstreamStreamError as exc:
         await response.write(encode_event(to_openai_error(exc)))
     except (ConnectionError, asyncio.CancelledError):
@@ -219,8 +229,14 @@ async def _complete(call: ChatCall) -> web.Response:
             _merge_tool_call(tool_calls, fragment)
         if piece.finish_reason:
             finish_reason = piece.finish_reason
+    checks = call.checks
+    if checks is not None and checks.structured_error is not None:
+        raise StructuredOutputInvalid(checks.structured_error, param="response_format")
     outcome = call.compute_outcome("ok")
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content or not tool_calls else None}
+    text = "".join(content)
+    if isinstance(call_body_format(call), dict) and text:
+        text = strip_fence(text)  # Hermes likes ```json fences; the client asked for JSON
+    message: dict[str, Any] = {"role": "assistant", "content": text if content or not tool_calls else None}
     if reasoning:
         message["reasoning_content"] = message["reasoning"] = "".join(reasoning)
     if tool_calls:
@@ -243,8 +259,22 @@ async def _complete(call: ChatCall) -> web.Response:
     }
     if usage.estimated:
         headers["x-hermes-usage-estimated"] = "true"
+    if checks is not None and checks.notes:
+        headers["x-hermes-note"] = _header_text("; ".join(checks.notes))
     return web.Response(body=json.dumps(body, ensure_ascii=False).encode(), content_type="application/json",
                         headers=headers)
+
+
+def call_body_format(call: ChatCall) -> Any:
+    """The JSON ``response_format`` the request asked for, if any."""
+    plan = call.plan
+    form = plan.request.body.get("response_format") if plan is not None else None
+    return form if isinstance(form, dict) and form.get("type") in ("json_object", "json_schema") else None
+
+
+def _header_text(text: str) -> str:
+    """``text`` as one line of plain ASCII (a header value or an SSE comment)."""
+    return " ".join(text.encode("ascii", "replace").decode().split())[:1000]
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:

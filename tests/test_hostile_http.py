@@ -444,9 +444,10 @@ def test_json_nested_too_deeply_is_a_400(targets: dict[str, Target], depth: int)
 
 def test_deep_but_allowed_json_goes_through(targets: dict[str, Target]) -> None:
     schema: Any = {"type": "string"}
-    for _ in range(MAX_JSON_DEPTH - 8):
+    for _ in range(MAX_JSON_DEPTH - 10):
         schema = {"type": "array", "items": schema}
-    tools = [{"type": "function", "function": {"name": "deep", "parameters": schema}}]
+    tools = [{"type": "function", "function": {"name": "deep",
+                                               "parameters": {"type": "object", "properties": {"x": schema}}}}]
     answer = chat_raw(targets["keys"], json.dumps(hello(tools=tools)).encode())
     assert answer.status == 200, answer.body
 

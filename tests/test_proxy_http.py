@@ -110,10 +110,18 @@ async def test_client_sampling_wins_over_defaults(proxy: ProxyFactory) -> None:
     assert "stream_options" not in sent  # never on a non-streaming request
 
 
-async def test_tools_pass_through_and_tool_calls_come_back(proxy: ProxyFactory) -> None:
+async def test_native_tools_pass_through_and_tool_calls_come_back(proxy: ProxyFactory) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}
     script = Script(dialect="vllm", tool_call=call)
-    p = await proxy(script)
+    started = await proxy(script)
+    from hermes_proxy.config import parse_config
+
+    p = await proxy(config=parse_config({
+        "server": {"auth": "none"}, "ledger": {"url": "memory://"},
+        "upstreams": [{"name": "local", "kind": "vllm", "base_url": started.config.upstreams[0].base_url,
+                       "tools": "native"}],
+        "models": {"hermes-4-405b": {"routes": [{"upstream": "local", "model": "m", "input_usd_per_mtok": 1,
+                                                 "output_usd_per_mtok": 3}]}}}, env={}))
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     completion = await p.sdk().chat.completions.create(model="hermes-4-405b", messages=HELLO, tools=tools,
                                                        tool_choice="auto")

@@ -135,7 +135,7 @@ def read_upstreams(items: Any, env: Mapping[str, str]) -> tuple[UpstreamConfig, 
             raise ConfigError(w[:-1], "must be a table")
         read.no_unknown(t, w, {"name", "kind", "base_url", "api_key_env", "connect_timeout_s", "read_timeout_s",
                            "max_retries", "retry_backoff_s", "max_connections", "stream_options", "accepts_top_k",
-                           "headers", "prefills_think", "first_token_s", "tokens_per_s"})
+                           "headers", "prefills_think", "tools", "first_token_s", "tokens_per_s"})
         name = read.text(t, "name", w)
         if not name:
             raise ConfigError(w + "name", "is required")
@@ -168,6 +168,7 @@ def read_upstreams(items: Any, env: Mapping[str, str]) -> tuple[UpstreamConfig, 
             accepts_top_k=read.flag(t, "accepts_top_k", w, kind in ("vllm", "openrouter", "demo")),
             headers=tuple((str(k), str(v)) for k, v in headers.items()),
             prefills_think=read.flag(t, "prefills_think", w, False),
+            tools=_tools_mode(read.text(t, "tools", w, "rendered"), w),
             first_token_s=read.positive(t, "first_token_s", w, 0.77, allow_zero=True),
             tokens_per_s=read.positive(t, "tokens_per_s", w, 37.0, allow_zero=True),
         ))
@@ -325,3 +326,9 @@ def read_chat(t: Mapping[str, Any], teams: set[str], aliases: set[str]) -> ChatC
         raise ConfigError(w + "show_reasoning", "must be auto, always or never")
     return ChatConfig(team=team, model=model, show_reasoning=show,
                       newline_key=read.text(t, "newline_key", w, "ctrl+j"))
+
+
+def _tools_mode(value: str, where: str) -> str:
+    if value not in ("rendered", "native"):
+        raise ConfigError(where + "tools", f"must be 'rendered' or 'native', got {value!r}")
+    return value

@@ -72,6 +72,10 @@ class UpstreamConfig:
     headers: tuple[tuple[str, str], ...] = ()
     #: the host's chat template opens <think> itself: with reasoning on, its text starts inside the reasoning
     prefills_think: bool = False
+    #: how tools reach the model: "rendered" by the proxy into Hermes' system prompt and parsed back from the text
+    #: (works everywhere), or "native" in the request's tools field (a vLLM started with --enable-auto-tool-choice
+    #: --tool-call-parser hermes)
+    tools: str = "rendered"
     # demo only: pacing like the real service; 0 for no delay
     first_token_s: float = 0.77
     tokens_per_s: float = 37.0

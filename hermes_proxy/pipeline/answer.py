@@ -18,6 +18,7 @@ from hermes_proxy.errors import HermesError, UpstreamError, UpstreamStreamError
 from hermes_proxy.pipeline.connect import Connection, close_stream
 from hermes_proxy.pipeline.outcome import UsageMeter
 from hermes_proxy.pipeline.plan import Plan
+from hermes_proxy.pipeline.tool_calls import AnswerChecks, RenderedToolCalls, check_answer
 from hermes_proxy.pipeline.types import Piece
 from hermes_proxy.reasoning import OutputShaper, ThinkSplitter
 from hermes_proxy.tokens import TokenCounter
@@ -40,8 +41,14 @@ class Answer:
         self.shaper = OutputShaper(plan.decision.format)
         self.finish_reason: str | None = None
         self.error: HermesError | None = None
-        self.tool_calls: list[dict[str, Any]] = []
         self.first_piece_at: float | None = None
+        body = plan.request.body
+        #: tools went as Hermes' own text: the calls come back as <tool_call> text to parse
+        self._rendered_calls = (RenderedToolCalls() if body.get("tools") and body.get("tool_choice") != "none"
+                                and not self.dialect.native_tools else None)
+        self._native_call_names: list[str] = []
+        #: filled in when the answer is complete
+        self.checks: AnswerChecks | None = None
         self._clock = clock
         self._last_sent = clock()
         whole = None if plan.request.stream or plan.decision.max_reasoning_tokens is not None \
@@ -84,6 +91,15 @@ class Answer:
             raise
         finally:
             await close_stream(stream)
+            self.checks = check_answer(self.plan.request.body, self.shaper.content_text, self.call_names)
+            if self._rendered_calls is not None:
+                self.checks.notes[:0] = self._rendered_calls.notes
+
+    @property
+    def call_names(self) -> list[str]:
+        """The functions the answer called."""
+        rendered = self._rendered_calls.names if self._rendered_calls is not None else []
+        return [*rendered, *self._native_call_names]
 
     @staticmethod
     async def _chunks(pending: list[Chunk], rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
@@ -113,28 +129,55 @@ class Answer:
                 reasoning = ""
             split_r, text = self._splitter.feed(content) if isinstance(content, str) and content else ("", "")
             reasoning += split_r
-        if reasoning or text:
-            reasoning, text = self._within_max_tokens(reasoning, text)
-            if self.capped:
-                shaped = _merge(self._shape(reasoning, text), self.shaper.finish())
-                self.finish_reason = "length"
-                return self._sent(Piece(delta=shaped, finish_reason="length"))
-        shaped = self._shape(reasoning, text)
-        tool_calls = delta.get("tool_calls")
-        tool_calls = tool_calls if isinstance(tool_calls, list) and tool_calls else None
-        if tool_calls:
-            self.tool_calls.extend(tool_calls)
-            self.meter.tool_calls(tool_calls)
         finish = choice.get("finish_reason") or None
+        shaped, tool_calls = self._text(reasoning, text, final=bool(finish))
+        if self.capped:
+            self.finish_reason = "length"
+            return self._sent(Piece(delta=shaped, tool_calls=tool_calls or None, finish_reason="length"))
+        native = delta.get("tool_calls")
+        if isinstance(native, list) and native:
+            self.meter.tool_calls(native)
+            self._native_call_names += [c["function"]["name"] for c in native if isinstance(c, dict)
+                                        and isinstance(c.get("function"), dict) and c["function"].get("name")]
+            tool_calls += native
         if finish:
-            shaped = _merge(shaped, self._end_text())
-            finish = "length" if self.capped else finish
+            finish = self._finish_reason(finish)
             self.finish_reason = finish
         if shaped or tool_calls or finish:
-            return self._sent(Piece(delta=shaped, tool_calls=tool_calls, finish_reason=finish))
+            return self._sent(Piece(delta=shaped, tool_calls=tool_calls or None, finish_reason=finish))
         if (reasoning or text) and self._clock() - self._last_sent >= KEEPALIVE_S:
             return self._sent(Piece(keepalive=True))
         return None
+
+    def _finish_reason(self, upstream: str) -> str:
+        if self.capped:
+            return "length"
+        if upstream == "stop" and self._rendered_calls is not None and self._rendered_calls.names:
+            return "tool_calls"
+        return upstream
+
+    def _text(self, reasoning: str, content: str, *, final: bool) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """One step of model text -> (delta fields, tool-call deltas): held-back text released at the end of the
+        call, the max_tokens ceiling, metering, the reasoning budget's count, rendered tool calls, shaping."""
+        if final:
+            tail_r, tail_c = self._splitter.finish()
+            reasoning, content = reasoning + tail_r, content + tail_c
+        if reasoning or content:
+            reasoning, content = self._within_max_tokens(reasoning, content)
+            self.meter.text(reasoning, content)
+            if reasoning and self._cap is not None:
+                self._reasoning_tokens += self.counter.count_text(reasoning)
+        end = final or self.capped
+        calls: list[dict[str, Any]] = []
+        if self._rendered_calls is not None and (content or end):
+            content, calls = self._rendered_calls.feed(content)
+            if end:
+                rest, more = self._rendered_calls.finish()
+                content, calls = content + rest, calls + more
+        shaped = self.shaper.shape(reasoning, content) if (reasoning or content) else {}
+        if end:
+            shaped = _merge(shaped, self.shaper.finish())
+        return shaped, calls
 
     def _within_max_tokens(self, reasoning: str, content: str) -> tuple[str, str]:
         """The part of this (reasoning, content) that fits in ``max_tokens`` with what was relayed before; sets
@@ -146,7 +189,7 @@ class Answer:
             return reasoning, content
         count = self.counter.count_text
         if self._relayed_tokens is None:
-            before = self.shaper.reasoning_text + self.shaper.content_text
+            before = self.meter.relayed_text()
             self._relayed_tokens = count(before) if before else 0
         room = limit - self._relayed_tokens
         r_tokens = count(reasoning) if reasoning else 0
@@ -160,20 +203,6 @@ class Answer:
             return self.counter.head(reasoning, room), ""
         return reasoning, self.counter.head(content, room - r_tokens)
 
-    def _shape(self, reasoning: str, content: str) -> dict[str, str]:
-        if reasoning and self._cap is not None:
-            self._reasoning_tokens += self.counter.count_text(reasoning)
-        self.meter.text(reasoning, content)
-        return self.shaper.shape(reasoning, content) if (reasoning or content) else {}
-
-    def _end_text(self) -> dict[str, str]:
-        """What the splitter held back and what the shaper must close, at the end of an upstream call."""
-        tail_r, tail_c = self._splitter.finish()
-        if tail_r or tail_c:
-            tail_r, tail_c = self._within_max_tokens(tail_r, tail_c)
-        shaped = self._shape(tail_r, tail_c)
-        return _merge(shaped, self.shaper.finish())
-
     def _sent(self, piece: Piece) -> Piece:
         now = self._clock()
         self._last_sent = now
@@ -185,11 +214,14 @@ class Answer:
         """The stream ended without a finish_reason (cut, or no [DONE]): release what the splitter held."""
         if self.finish_reason is not None:
             return None
-        shaped = self._end_text()
+        shaped, calls = self._text("", "", final=True)
         if self.error is None:
-            generated = self.counter.count_text(self.shaper.reasoning_text + self.shaper.content_text)
-            self.finish_reason = "length" if self.capped or generated >= self.plan.max_tokens else "stop"
-        return Piece(delta=shaped, finish_reason=self.finish_reason) if (shaped or self.error is None) else None
+            generated = self.counter.count_text(self.meter.relayed_text())
+            self.finish_reason = ("length" if self.capped or generated >= self.plan.max_tokens
+                                  else self._finish_reason("stop"))
+        if shaped or calls or self.error is None:
+            return Piece(delta=shaped, tool_calls=calls or None, finish_reason=self.finish_reason)
+        return None
 
     async def _answer_after_budget(self) -> AsyncIterator[Piece]:
         """The reasoning budget is spent: stop thinking, and get the answer with the dialect's follow-up request."""

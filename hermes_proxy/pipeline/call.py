@@ -29,6 +29,7 @@ from hermes_proxy.pipeline.hold import HoldKeeper, checkpoint_interval
 from hermes_proxy.pipeline.outcome import UsageMeter
 from hermes_proxy.pipeline.plan import BIG_PROMPT_CHARS, Plan, make_plan, prompt_size
 from hermes_proxy.pipeline.settle import Timings, settle
+from hermes_proxy.pipeline.tool_calls import AnswerChecks
 from hermes_proxy.pipeline.types import CallInfo, Outcome, Piece, Principal, Services
 from hermes_proxy.pricing import cost_of
 
@@ -166,6 +167,16 @@ class ChatCall:
             self._error = self._error or answer.error
             if self._t_upstream is not None:
                 self._t_upstream = (self._t_upstream[0], time.perf_counter())
+
+    @property
+    def plan(self) -> Plan | None:
+        """What the request was planned as (None before it was)."""
+        return self._plan
+
+    @property
+    def checks(self) -> AnswerChecks | None:
+        """What the finished answer did not honour (tool_choice, a JSON format): known once the pieces are done."""
+        return self._answer.checks if self._answer else None
 
     # --- leaving: outcome, settle ---------------------------------------------------------------------------------
 

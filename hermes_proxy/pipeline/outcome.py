@@ -66,6 +66,10 @@ class UsageMeter:
         if content:
             self.current.content_text.append(content)
 
+    def relayed_text(self) -> str:
+        """Everything the upstream calls produced so far, reasoning and answer (for counting)."""
+        return "".join("".join(call.reasoning_text) + "".join(call.content_text) for call in self.calls)
+
     def tool_calls(self, fragments: list[dict[str, Any]]) -> None:
         self.current.tool_calls.extend(fragments)
 

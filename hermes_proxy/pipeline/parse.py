@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_proxy.errors import InvalidRequest
+from hermes_proxy.tools.choice import validate_tools
+from hermes_proxy.tools.structured import validate_response_format
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: fields the proxy consumes itself and never forwards as they are (the reasoning fields are the dialect's)
@@ -119,12 +121,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
         isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)
     ):
         raise InvalidRequest("'stop' must be a string or an array of at most 4 strings", param="stop")
+    validate_tools(body)
+    validate_response_format(body)
     tools = body.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise InvalidRequest("'tools' must be an array of tool objects", param="tools")
-    tool_choice = body.get("tool_choice")
-    if tool_choice is not None and not isinstance(tool_choice, (str, dict)):
-        raise InvalidRequest("'tool_choice' must be a string or an object", param="tool_choice")
     if "user" in body and body["user"] is not None and not isinstance(body["user"], str):
         raise InvalidRequest("'user' must be a string", param="user")
     return ChatRequest(

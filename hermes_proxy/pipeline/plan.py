@@ -92,7 +92,8 @@ def worst_case(prompt_tokens: int, max_tokens: int, decision: ReasoningDecision,
 
 def upstream_payload(config: Config, plan: Plan, route: Route, dialect: Dialect) -> dict[str, Any]:
     """The body for one route: the client's fields less those the proxy consumes, the route's model, the planned
-    ``max_tokens``, Hermes' recommended sampling where the client set none, and reasoning the dialect's way."""
+    ``max_tokens``, Hermes' recommended sampling where the client set none, and reasoning, tools and structured output
+    the dialect's way."""
     payload = {k: v for k, v in plan.request.body.items() if k not in CONSUMED_FIELDS}
     primary = route == plan.routes[0]
     payload["messages"] = (list(plan.primary_messages) if primary
@@ -106,7 +107,7 @@ def upstream_payload(config: Config, plan: Plan, route: Route, dialect: Dialect)
         payload.setdefault("top_p", sampling.top_p)
     if sampling.top_k is not None:
         payload.setdefault("top_k", sampling.top_k)
-    return dialect.with_reasoning(payload, plan.decision, route)
+    return dialect.with_tools(dialect.with_reasoning(payload, plan.decision, route))
 
 
 def prompt_size(body: Any) -> int:

@@ -78,15 +78,20 @@ def tools_system_prompt(tools: Sequence[Mapping[str, Any]], tool_choice: Any = N
 def with_tools_system_prompt(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]],
                              tool_choice: Any = None) -> list[dict[str, Any]]:
     """``messages`` with :func:`tools_system_prompt` after the caller's system text, or as the system message."""
+    return with_system_text(messages, tools_system_prompt(tools, tool_choice))
+
+
+def with_system_text(messages: Sequence[Mapping[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``messages`` with ``text`` after the caller's system text (joined as the template joins them), or as the
+    system message when there is none; unchanged (copied) for an empty ``text``."""
     out = [dict(m) for m in messages]
-    prompt = tools_system_prompt(tools, tool_choice)
-    if not prompt:
+    if not text:
         return out
     if out and out[0].get("role") in ("system", "developer"):
         caller = content_text(out[0].get("content"))
-        out[0] = {**out[0], "role": "system", "content": caller + SYSTEM_SEPARATOR + prompt if caller else prompt}
+        out[0] = {**out[0], "role": "system", "content": caller + SYSTEM_SEPARATOR + text if caller else text}
     else:
-        out.insert(0, {"role": "system", "content": prompt})
+        out.insert(0, {"role": "system", "content": text})
     return out
 
 

@@ -8,6 +8,8 @@ The pipeline asks the route's dialect, and nothing else, how to:
   deep-thinking system prompt, and a reasoning budget where the host enforces one itself;
 - finish a reasoning budget the proxy enforces (:meth:`Dialect.budget_follow_up`): continue the assistant message, or
   ask again with reasoning off;
+- offer tools and ask for structured output (:meth:`Dialect.with_tools`): native ``tools`` / ``response_format``,
+  or Hermes' own system-prompt text, whose ``<tool_call>`` answers the pipeline parses back;
 - shape the body on the wire (:meth:`Dialect.request_body`): ``stream``, ``stream_options``, fields it refuses;
 - read the answer back (:meth:`Dialect.splitter`) and its usage (:meth:`Dialect.read_usage`).
 
@@ -26,6 +28,8 @@ from hermes_proxy.reasoning.budget import forced_answer_payload
 from hermes_proxy.reasoning.decision import REASONING_REQUEST_FIELDS
 from hermes_proxy.reasoning.history import clean_history
 from hermes_proxy.reasoning.prompts import with_deep_thinking_prompt, without_deep_thinking_prompt
+from hermes_proxy.tools.render import render_messages, with_system_text, with_tools_system_prompt
+from hermes_proxy.tools.structured import format_instruction
 from hermes_proxy.usage import Usage
 
 REASONING_OFF = ReasoningDecision(enabled=False, source="policy")
@@ -42,6 +46,8 @@ class Dialect:
     thinking_prompt: ClassVar[Literal["insert", "prepend", "none"]] = "insert"
     #: a route without a price in the config may take litellm's bundled price map (litellm hosts)
     uses_litellm_prices: ClassVar[bool] = False
+    #: the host takes ``response_format`` itself (guided decoding); otherwise it becomes an instruction
+    native_response_format: ClassVar[bool] = False
 
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
@@ -69,6 +75,37 @@ class Dialect:
                 out["messages"] = without_deep_thinking_prompt(messages)
             elif self.thinking_prompt != "none":
                 out["messages"] = with_deep_thinking_prompt(messages, insert=self.thinking_prompt == "insert")
+        return out
+
+    @property
+    def native_tools(self) -> bool:
+        """The host parses tool calls itself (its answer carries ``tool_calls``); else the proxy renders and parses."""
+        return self.config.tools == "native"
+
+    def with_tools(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Tools, tool history and ``response_format`` the way this host takes them.
+
+        Rendered (the default): tool definitions and ``tool_choice`` become Hermes' ``<tools>`` system text (nothing
+        for ``tool_choice: "none"``), earlier calls and results become ``<tool_call>`` / ``<tool_response>`` text,
+        and the native fields are not sent. A JSON ``response_format`` the host cannot enforce becomes an instruction.
+        """
+        out = dict(payload)
+        messages = out.get("messages")
+        if not self.native_tools and isinstance(messages, list):
+            tools = out.pop("tools", None)
+            choice = out.pop("tool_choice", None)
+            out.pop("parallel_tool_calls", None)
+            if tools or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages if isinstance(m, dict)):
+                messages = render_messages(messages)
+            if tools:
+                messages = with_tools_system_prompt(messages, tools, choice)
+            out["messages"] = messages
+        response_format = out.get("response_format")
+        if not self.native_response_format and isinstance(response_format, Mapping) and isinstance(messages, list):
+            instruction = format_instruction(response_format)
+            if instruction:
+                out["messages"] = with_system_text(out["messages"], instruction)
+                out.pop("response_format")
         return out
 
     def enforces_reasoning_budget(self, route: Route) -> bool:

@@ -5,6 +5,8 @@ when there is no system message, so the dialect prepends it to the caller's own.
 rewrites every earlier assistant turn as ``<think> </think>`` + answer and fails on a turn without ``</think>``, so
 history is sent in that shape. ``skip_special_tokens: false`` keeps the think tags in the text should the tokenizer
 mark them special. A reasoning budget is exact: the assistant message is continued after a forced ``</think>``.
+``response_format`` is vLLM's own (guided decoding). Tools are native only with ``tools = "native"`` on the upstream:
+a vLLM started without ``--enable-auto-tool-choice --tool-call-parser hermes`` refuses any request with ``tools``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class VLLMDialect(Dialect):
     kind = "vllm"
     template_rewrites_history = True
     thinking_prompt = "prepend"
+    native_response_format = True  # guided decoding
 
     def with_reasoning(self, payload: Mapping[str, Any], decision: ReasoningDecision, route: Route) -> dict[str, Any]:
         out = super().with_reasoning(payload, decision, route)
