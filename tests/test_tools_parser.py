@@ -168,12 +168,13 @@ def test_several_calls_with_text_before_and_between() -> None:
         Text("\n"),
         CallStart(1, "call_1", "get_time"), CallArguments(1, '{"tz": "CET"}'), CallEnd(1),
     ]
-    assert to_openai_deltas(events) == [
-        {"index": 0, "id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
-        {"index": 0, "function": {"arguments": '{"city": "Paris"}'}},
-        {"index": 1, "id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": ""}},
-        {"index": 1, "function": {"arguments": '{"tz": "CET"}'}},
+    assert to_openai_deltas(events) == [  # one entry per index: clients merge by index across chunks only
+        {"index": 0, "id": "call_0", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"index": 1, "id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": '{"tz": "CET"}'}},
     ]
+    assert to_openai_deltas([CallArguments(2, '{"a"'), CallArguments(2, ": 1}")]) == [
+        {"index": 2, "function": {"arguments": '{"a": 1}'}}]
 
 
 def test_the_tag_in_prose_is_text() -> None:

@@ -217,18 +217,29 @@ def parse_text(text: str, id_factory: Callable[[], str] = new_call_id) -> list[E
 
 
 def to_openai_deltas(events: Iterable[Event]) -> list[dict[str, Any]]:
-    """OpenAI ``delta.tool_calls`` entries for the call events (other events are skipped).
+    """OpenAI ``delta.tool_calls`` entries for the call events (other events are skipped), one entry per call index.
 
-    :class:`CallStart` gives ``{"index", "id", "type": "function", "function": {"name", "arguments": ""}}``, each
-    :class:`CallArguments` ``{"index", "function": {"arguments": fragment}}``.
+    A :class:`CallStart` gives ``{"index", "id", "type": "function", "function": {"name", "arguments": ""}}``; a
+    :class:`CallArguments` adds its fragment to the entry of its index when these events have one, else it is its own
+    ``{"index", "function": {"arguments": fragment}}``. One delta never names an index twice: clients merge tool-call
+    pieces across chunks by index, not inside one chunk (LangChain's ``AIMessageChunk`` would show two calls, one with
+    the name and no arguments, one with the arguments and no name).
     """
     deltas: list[dict[str, Any]] = []
+    by_index: dict[int, dict[str, Any]] = {}
     for event in events:
         if isinstance(event, CallStart):
-            deltas.append({"index": event.index, "id": event.id, "type": "function",
-                           "function": {"name": event.name, "arguments": ""}})
+            entry = {"index": event.index, "id": event.id, "type": "function",
+                     "function": {"name": event.name, "arguments": ""}}
         elif isinstance(event, CallArguments):
-            deltas.append({"index": event.index, "function": {"arguments": event.fragment}})
+            if event.index in by_index:
+                by_index[event.index]["function"]["arguments"] += event.fragment
+                continue
+            entry = {"index": event.index, "function": {"arguments": event.fragment}}
+        else:
+            continue
+        by_index[event.index] = entry
+        deltas.append(entry)
     return deltas
 
 
