@@ -75,6 +75,14 @@ async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     return web.json_response(to_openai_error(error), status=417)
 
 
+def _request_ids(request: web.Request) -> dict[str, str]:
+    """The id the middleware gave this request is the ledger's when the proxy generated it; a client's own id is only
+    a correlation id (it may be reused)."""
+    if "x-request-id" in request.headers:
+        return {"client_request_id": request[REQUEST_ID]}
+    return {"request_id": request[REQUEST_ID]}
+
+
 def _usd(value: Decimal | None) -> str:
     return "unknown" if value is None else usd_text(value)
 
@@ -120,7 +128,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         gateway = current_gateway(request.app)
         call = gateway.chat(body, principal, reasoning_header=request.headers.get("x-hermes-reasoning"),
-                            client_request_id=request[REQUEST_ID])
+                            **_request_ids(request))
         async with call:
             if isinstance(body, dict) and body.get("stream"):
                 return await _stream(request, call, include_usage=_include_usage(body))

@@ -57,11 +57,12 @@ class Gateway:
         return all(getattr(self.upstreams.get(r.upstream), "simulated", False) for r in model.routes)
 
     def chat(self, body: Any, principal: Principal, *, reasoning_header: str | None = None,
-             client_request_id: str | None = None) -> ChatCall:
-        """A new call. Its ledger id is the proxy's own, always new: a client's ``x-request-id`` is only a
-        correlation id for logs (a client that reuses one must not share a bill)."""
-        return ChatCall(self._services, body, principal, reasoning_header, f"req_{os.urandom(12).hex()}",
-                        client_request_id=client_request_id)
+             request_id: str | None = None, client_request_id: str | None = None) -> ChatCall:
+        """A new call. Its ledger id is the proxy's own (``request_id``, one the proxy generated, or a new one): a
+        client's ``x-request-id`` is only a correlation id for logs (a client that reuses one must not share a bill).
+        """
+        return ChatCall(self._services, body, principal, reasoning_header,
+                        request_id or f"req_{os.urandom(12).hex()}", client_request_id=client_request_id)
 
     async def settled(self) -> None:
         """Until every call that has started is finished and recorded in the ledger."""
