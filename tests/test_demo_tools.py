@@ -143,6 +143,18 @@ async def test_json_object_gets_a_small_object(counter: TokenCounter) -> None:
         assert check_structured(fmt, text) is None and isinstance(json.loads(text), dict)
 
 
+async def test_json_object_follows_a_schema_written_in_the_prompt(counter: TokenCounter) -> None:
+    """instructor's JSON mode and LangChain's json_mode send ``json_object`` and spell the schema out in the prompt."""
+    fmt = {"type": "json_object"}
+    prompt = ("As a genius expert, your task is to understand the content and provide the parsed objects in json that "
+              f"match the following json_schema:\n\n{json.dumps(PERSON, indent=2)}\n\nMake sure to return an instance "
+              "of the JSON, not the schema itself")
+    for messages in ([{"role": "system", "content": prompt}, *QUESTION],
+                     [{"role": "user", "content": "Alice {not json} is 30. " + prompt}]):
+        text, _, _ = await answer(counter, {"messages": messages, "response_format": fmt})
+        jsonschema.Draft202012Validator(PERSON, format_checker=jsonschema.FormatChecker()).validate(json.loads(text))
+
+
 async def test_json_after_a_tool_result(counter: TokenCounter) -> None:
     text, _, _ = await answer(counter, {"messages": HISTORY, "tools": TOOLS, "response_format": STRICT})
     assert check_structured(STRICT, text) is None

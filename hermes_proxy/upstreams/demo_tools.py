@@ -18,7 +18,8 @@ Answers, in order:
 2. tools are offered (``tool_choice`` is not ``"none"``): one raw ``<tool_call>{"name", "arguments"}</tool_call>``,
    Hermes' own text, for the function ``tool_choice`` names, else the one whose name and description share most
    words with the question (the first on a tie), with arguments generated from its parameters schema;
-3. a JSON ``response_format``: JSON valid against the schema (``json_object``: a small object);
+3. a JSON ``response_format``: JSON valid against the schema (``json_object``: an instance of the JSON schema the
+   prompt spells out, as instructor's JSON mode and LangChain's ``json_mode`` write it, else a small object);
 4. otherwise ``None``: the demo's canned markdown.
 """
 
@@ -59,14 +60,14 @@ def compose_tool_answer(payload: Mapping[str, Any], question: str) -> str | None
     response_format = payload.get("response_format") or response_format_from_system_prompt(system)
     results = tool_results(messages)
     if results:
-        structured = _json_answer(response_format, question + " " + " ".join(_text(c) for _, c in results))
+        structured = _json_answer(response_format, question + " " + " ".join(_text(c) for _, c in results), system)
         return structured if structured is not None else _prose(results)
     if tools and choice != "none":
         tool = _pick(tools, choice, question)
         parameters = _function(tool).get("parameters") or {"type": "object", "properties": {}}
         arguments = example_value(parameters, tool_name(tool), hint=question)
         return render_tool_call({"name": tool_name(tool), "arguments": arguments})
-    return _json_answer(response_format, question)
+    return _json_answer(response_format, question, system)
 
 
 def tool_results(messages: Sequence[Any]) -> list[tuple[str, Any]]:
@@ -148,7 +149,7 @@ def _prose(results: list[tuple[str, Any]]) -> str:
     return "Here is what the tools found:\n\n" + "\n".join(lines) + "\n\n" + SIMULATED_NOTE
 
 
-def _json_answer(response_format: Any, question: str) -> str | None:
+def _json_answer(response_format: Any, question: str, system: str = "") -> str | None:
     if not isinstance(response_format, Mapping):
         return None
     kind = response_format.get("type")
@@ -156,6 +157,8 @@ def _json_answer(response_format: Any, question: str) -> str | None:
     schema = spec.get("schema") if isinstance(spec, Mapping) else None
     if kind == "json_schema" and isinstance(spec, Mapping) and isinstance(schema, Mapping):
         value = example_value(schema, str(spec.get("name") or ""), hint=question)
+    elif kind == "json_object" and (written := _schema_in_text(system) or _schema_in_text(question)) is not None:
+        value = example_value(written, str(written.get("title") or ""), hint=question)
     elif kind in ("json_object", "json_schema"):
         words = _WORD_RE.findall(question.lower())
         value = {"answer": "This is a simulated JSON answer.", "topic": " ".join(words[:8]) or "your question",
@@ -163,3 +166,20 @@ def _json_answer(response_format: Any, question: str) -> str | None:
     else:
         return None
     return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _schema_in_text(text: str, attempts: int = 40) -> Mapping[str, Any] | None:
+    """The first JSON object in ``text`` that is an object schema (``"properties"``), as a JSON-mode prompt gives it."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start >= 0 and attempts > 0:
+        attempts -= 1
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict) and isinstance(value.get("properties"), dict) and value.get("type", "object") == "object":
+            return value
+        start = text.find("{", end)
+    return None
