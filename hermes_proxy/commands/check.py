@@ -45,7 +45,7 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
         if upstream.api_key_env and upstream.needs_key:
             state = "set" if upstream.api_key else "NOT SET: left out"
             key = f"  key: ${upstream.api_key_env} {state}"
-        lines.append(f"  - {upstream.name} ({upstream.kind}): {detail}{key}")
+        lines.append(f"  - {upstream.name} ({upstream.kind}): {detail}{key}{_tools_note(upstream)}")
     lines.append("models:")
     for model in config.models:
         lines.append(f"  - {model.alias} (context {model.context_window:,}; also :thinking and :fast)")
@@ -85,17 +85,24 @@ def warnings_for(config: Config, prices: Prices) -> list[str]:
         for route in config.usable_routes(model):
             if prices.get(route) is None:
                 warnings.append(f"model {model.alias!r} route {route.label}: no price; cost will be recorded as unknown")
-    slowest_tokens_per_s = 20
-    for team in config.teams:
-        longest = (team.max_tokens or max((m.context_window for m in config.models), default=0)) / slowest_tokens_per_s
-        if (team.budgets or team.key_limit_usd is not None) and longest > config.ledger.reservation_ttl_s:
-            warnings.append(f"team {team.name!r}: a stream of max_tokens at {slowest_tokens_per_s} tok/s can outlive "
-                            f"ledger.reservation_ttl_s ({config.ledger.reservation_ttl_s:g} s, vs ~{longest:.0f} s); "
-                            "its reservation would stop counting while it runs")
+    for upstream in config.upstreams:
+        if upstream.kind == "vllm" and upstream.tools == "native":
+            warnings.append(f"upstream {upstream.name!r} (vllm) takes tools natively (tools = \"native\"): make sure "
+                            "vLLM runs with --enable-auto-tool-choice --tool-call-parser hermes or every request "
+                            "with tools gets a 400")
     if config.server.auth == "keys" and config.server.admin_key is None:
         warnings.append(f"no admin key (${config.server.admin_key_env}): /admin endpoints are off; "
                         "create team keys with `hermes-proxy keys create`")
     return warnings
+
+
+def _tools_note(upstream: UpstreamConfig) -> str:
+    """How a vLLM upstream gets tools (the one kind where it is a choice); nothing for the others."""
+    if upstream.kind != "vllm":
+        return ""
+    if upstream.tools == "native":
+        return "; tools native (vLLM's hermes parser)"
+    return "; tools rendered by the proxy (no vLLM tool flags needed)"
 
 
 def left_out_notice(config: Config) -> list[str]:

@@ -243,7 +243,7 @@ def read_ledger(t: Mapping[str, Any], source: Path | None = None) -> LedgerConfi
     url = read.text(t, "url", w, default_url)
     if not url.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
         raise ConfigError(w + "url", f"must start with sqlite:///, postgresql:// or memory://, got {url!r}")
-    return LedgerConfig(url=url, reservation_ttl_s=read.positive(t, "reservation_ttl_s", w, 3600.0),
+    return LedgerConfig(url=url, reservation_ttl_s=read.positive(t, "reservation_ttl_s", w, 120.0),
                         outbox_path=_outbox_path(t, w, url, source),
                         outbox_replay_s=read.positive(t, "outbox_replay_s", w, 10.0))
 

@@ -130,7 +130,7 @@ class ModelConfig:
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
     url: str
-    reservation_ttl_s: float = 3600.0
+    reservation_ttl_s: float = 120.0
     #: where settles the ledger could not write wait to be written (None: no outbox, e.g. a memory:// ledger)
     outbox_path: Path | None = None
     #: how often waiting settles are retried while there are any
