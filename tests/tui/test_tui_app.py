@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fake_backend import AppFactory, BudgetInfo, FakeBackend, Script, wait_for
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, TextArea
 
@@ -524,10 +525,55 @@ async def test_sending_while_a_reply_streams_is_refused_politely(make_app: AppFa
         await pilot.press(*"second", "enter")
         await pilot.pause()
         assert len(fake.calls) == 1
-        assert chat(app).query_one("#prompt", TextArea).text == "second"
+        # the send key adds a line (as the lines of a paste would) and nothing is lost
+        assert chat(app).query_one("#prompt", TextArea).text == "second\n"
         assert any("still streaming" in n for n in notifications(app))
         fake.release()
         await wait_for(pilot, lambda: idle(app))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
+        assert fake.calls[1].messages[-1] == {"role": "user", "content": "second"}
+        assert chat(app).query_one("#prompt", TextArea).text == ""
+
+
+def burst(app: HermesChatApp, keys: str) -> None:
+    """Keys as a terminal delivers them in one read (fast typing, a paste without bracketed paste): all queued
+    before the app handles any of them. A newline is the Enter key."""
+    for char in keys:
+        app.post_message(events.Key("enter", "\r") if char == "\n" else events.Key(char, char))
+
+
+async def test_text_typed_while_a_reply_starts_stays_in_the_prompt(make_app: AppFactory, store: Store) -> None:
+    fake = FakeBackend()
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: connected(app))
+        prompt = chat(app).query_one("#prompt", TextArea)
+        prompt.text = "first question"
+        prompt.move_cursor(prompt.document.end)
+        burst(app, "\nand a second")
+        await wait_for(pilot, lambda: fake.calls and idle(app))
+        assert prompt.text == "and a second"
+        assert fake.calls[0].messages == [{"role": "user", "content": "first question"}]
+        (summary,) = store.conversations()
+        assert store.messages(summary.id)[0].content == "first question"
+
+
+async def test_a_multiline_paste_without_bracketed_paste_keeps_its_lines(make_app: AppFactory) -> None:
+    fake = FakeBackend(scripts=(Script(hold_after=0),))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: connected(app))
+        chat(app).query_one("#prompt", TextArea).focus()
+        burst(app, "line one\nline two\nline three")
+        await wait_for(pilot, lambda: fake.held.is_set())
+        await pilot.pause()
+        # the first line went (Enter sends); the others stay, line breaks and all
+        assert fake.calls[0].messages[-1]["content"] == "line one"
+        assert chat(app).query_one("#prompt", TextArea).text == "line two\nline three"
+        fake.release()
+        await wait_for(pilot, lambda: idle(app))
+        assert len(fake.calls) == 1
 
 
 async def test_simulated_backend_is_clearly_labelled(make_app: AppFactory) -> None:

@@ -267,28 +267,42 @@ class ChatScreen(SavedConversations):
     @on(PromptInput.Submitted)
     async def _prompt_submitted(self, event: PromptInput.Submitted) -> None:
         event.stop()
-        await self.send(event.text)
+        prompt = event.prompt
+        try:
+            await self.send(event.text)
+        finally:
+            prompt.keep()  # not sent (or already taken): all stays
 
-    async def send(self, text: str) -> None:
+    @on(PromptInput.Held)
+    def _prompt_held(self, event: PromptInput.Held) -> None:
+        event.stop()
+        self.notify("A reply is still streaming: your message stays in the prompt (Esc stops the reply).",
+                    severity="warning", timeout=3)
+
+    async def send(self, text: str) -> bool:
+        """Send ``text`` as the next user message; ``False`` (and a notification saying why) when it cannot go."""
         if not text.strip():
-            return
+            return False
         if self.reply is not None:
             self.notify("A reply is still streaming: press Esc to stop it first.", severity="warning")
-            return
+            return False
         if self.backend is None:
             if self.connection_error is not None:
                 self.notify(self.connection_error.message, title="Not connected", severity="error")
             else:
                 self.notify("Still connecting, try again in a moment.", severity="warning")
-            return
+            return False
         if self.model_alias is None and not await self._load_models():
-            return  # _load_models said why
+            return False  # _load_models said why
         model = self.model_alias
         if model is None:
             self.notify("The backend offers no model: check the upstreams and models in the config.",
                         severity="error")
-            return
-        self.query_one(PromptInput).clear()
+            return False
+        prompt = self.query_one(PromptInput)
+        prompt.take(text)  # only what was sent leaves the prompt; what was typed since stays
+        prompt.held = True  # until the reply ends, the send key adds a line instead of sending
+        text = text.rstrip()
 
         if self.conversation is None:
             self.conversation = self.store.create_conversation(
@@ -313,6 +327,7 @@ class ChatScreen(SavedConversations):
         self.refresh_conversations()
         self._reply_worker = self.run_worker(self._stream(reply, view), name="reply", group="reply",
                                              exit_on_error=False)
+        return True
 
     async def _stream(self, reply: Reply, view: AssistantMessage) -> None:
         async def draw(event: StreamEvent) -> None:
@@ -354,6 +369,7 @@ class ChatScreen(SavedConversations):
                 await self.query_one(ConversationView).add_error(result.error)
         except Exception as exc:  # the reply is saved; a failure to draw it must not take the chat down
             self.reply = None
+            self._release_prompt()
             if self.is_attached and self.app.is_running:
                 self.notify(f"Cannot show the end of the reply: {exc}", severity="error")
             return
@@ -363,9 +379,14 @@ class ChatScreen(SavedConversations):
             self.notify("Reply stopped: what arrived is kept and saved.", timeout=3)
         await self._refresh_budget()
         self.reply = None  # last: until here the reply is still "in progress" (no new send, Esc does nothing)
+        self._release_prompt()
         self.refresh_usage(state=END_TEXT[result.status])
         self.refresh_bindings()
         self.refresh_conversations()
+
+    def _release_prompt(self) -> None:
+        with suppress(NoMatches):
+            self.query_one(PromptInput).held = False
 
     async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A reply whose worker was cancelled or failed outside the reply still has its end saved and drawn."""

@@ -1,4 +1,11 @@
-"""The multi-line prompt: Enter sends, Shift+Enter or the configured key (ctrl+j by default) inserts a newline."""
+"""The multi-line prompt: Enter sends, Shift+Enter or the configured key (ctrl+j by default) inserts a newline.
+
+Nothing typed is lost. The send key posts :class:`PromptInput.Submitted` with the text as it is at that moment; the
+screen then calls :meth:`PromptInput.take` (sent: only that text leaves the prompt, whatever was typed since stays)
+or :meth:`PromptInput.keep` (not sent: all stays). Until then, and while :attr:`PromptInput.held` is set (a reply is
+streaming), the send key inserts a newline instead: that is how the lines of a paste arrive in a terminal without
+bracketed paste, and a key pressed too early must not merge two lines.
+"""
 
 from __future__ import annotations
 
@@ -22,24 +29,56 @@ class PromptInput(TextArea):
         def control(self) -> PromptInput:
             return self.prompt
 
+    class Held(Message):
+        """The send key was pressed while a reply streams: a newline went in, nothing was sent."""
+
     def __init__(self, *, send_key: str = "enter", newline_keys: tuple[str, ...] = ("shift+enter", "ctrl+j"),
                  placeholder: str = "", id: str | None = None, classes: str | None = None) -> None:
         super().__init__(soft_wrap=True, tab_behavior="focus", show_line_numbers=False, highlight_cursor_line=False,
                          compact=False, placeholder=placeholder, id=id, classes=classes)
         self.send_key = send_key
         self.newline_keys = newline_keys
+        self.held = False  # set by the screen while a reply streams
+        self._pending: str | None = None  # the text posted in Submitted, until the screen takes or keeps it
+
+    # --- sending --------------------------------------------------------------------------------------------------
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == self.send_key:
             event.stop()
             event.prevent_default()
+            if self._pending is not None or self.held:
+                if self.held and self._pending is None:
+                    self.post_message(self.Held())
+                self._insert_newline()
+                return
+            if not self.text.strip():
+                return
+            self._pending = self.text
             self.post_message(self.Submitted(self, self.text))
             return
         if event.key in self.newline_keys:
             event.stop()
             event.prevent_default()
-            if not self.read_only:
-                start, end = self.selection
-                self._replace_via_keyboard("\n", start, end)
+            self._insert_newline()
             return
         await super()._on_key(event)
+
+    def _insert_newline(self) -> None:
+        if not self.read_only:
+            start, end = self.selection
+            self._replace_via_keyboard("\n", start, end)
+
+    def take(self, sent: str) -> None:
+        """``sent`` went out: remove it from the prompt and keep whatever was typed after it."""
+        self._pending = None
+        text = self.text
+        rest = text[len(sent):] if text.startswith(sent) else text
+        rest = rest.lstrip("\n")
+        if rest != text:
+            self.text = rest
+            self.move_cursor(self.document.end)
+
+    def keep(self) -> None:
+        """The submitted text was not sent: it all stays in the prompt."""
+        self._pending = None
