@@ -54,7 +54,7 @@ async def bench(label: str, url: str, n: int) -> None:
     ledger = open_ledger(LedgerConfig(url=url))
     await ledger.start()
     try:
-        _, key = await ledger.create_key(POLICY.name, "bench", Decimal("1e9"))
+        _, key = await ledger.create_key(POLICY.name, "bench", Decimal("1e8"))
         for _ in range(50):  # warm up: statement caches, pool
             await _one(ledger, key)
         t0 = time.perf_counter()

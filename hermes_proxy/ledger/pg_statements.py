@@ -1,5 +1,5 @@
-"""The PostgreSQL ledger's data-modifying statements: settle, replacing an expired estimate, billing expired holds,
-and admission, each ONE statement (data-modifying CTEs) so that each is one round trip and atomic.
+"""The PostgreSQL ledger's data-modifying statements: settle (one and a batch), replacing an expired estimate, billing
+expired holds, and a batch of admissions, each ONE statement (data-modifying CTEs) so that each is one round trip and atomic.
 
 Roll-ups are always changed by grouped upserts (one row per team, hour bucket and key, in a fixed order), so a
 statement never touches a row twice and concurrent statements take their row locks in the same order.
@@ -39,15 +39,17 @@ def rollups(source: str, prefix: str) -> str:
 )"""
 
 
-def bill_expired(now: str, team: str | None) -> str:
-    """CTEs deleting the expired holds (of ``team``, a placeholder, or of every team) and billing each one that
-    carries info as an ``expired``, estimated request from its last progress, once per ``request_id`` (a row already
-    there, the real settle, wins). ``billed`` (team, key_id, started_at, cost, n) lists the rows inserted."""
+def bill_expired(now: str, team: str | None, *, which: str | None = None) -> str:
+    """CTEs deleting the expired holds (of ``team``, a placeholder, or of every team; or the ids ``which`` selects,
+    a query locking them in id order) and billing each one that carries info as an ``expired``, estimated request
+    from its last progress, once per ``request_id`` (a row already there, the real settle, wins). ``billed`` (team,
+    key_id, started_at, cost, n, request_id) lists the rows inserted."""
     where = f"team = {team} AND " if team is not None else ""
     # lock the holds in id order, as every biller does, so that two billers cannot deadlock on them
+    which = which or f"SELECT id FROM holds WHERE {where}expires_at <= {now} ORDER BY id FOR UPDATE"
     return f"""expired AS (
     DELETE FROM holds WHERE id IN (
-        SELECT id FROM holds WHERE {where}expires_at <= {now} ORDER BY id FOR UPDATE
+        {which}
     ) RETURNING {HOLD_COLUMNS}
 ), billed AS (
     INSERT INTO requests ({REQUEST_COLUMNS}, reserved_usd, recorded_at)
@@ -56,7 +58,7 @@ def bill_expired(now: str, team: str | None) -> str:
         '{EXPIRED}', EXTRACT(EPOCH FROM (expires_at - started_at)) * 1000, NULL, learned_price, amount_usd, {now}
     FROM expired WHERE request_id IS NOT NULL ORDER BY team, request_id
     ON CONFLICT (request_id) DO NOTHING
-    RETURNING team, key_id, started_at, COALESCE(cost_usd, 0) AS cost, 1 AS n
+    RETURNING team, key_id, started_at, COALESCE(cost_usd, 0) AS cost, 1 AS n, request_id
 ), {rollups("billed", "billed")}"""
 
 
@@ -110,23 +112,64 @@ SELECT count(*) FROM upd
 """
 
 
-def admission(team: str, spans: Sequence[Span], key_id: str | None, now: datetime) -> tuple[str, list[Any]]:
-    """The admission statement and its parameters after the hold's 16 values and the price keys ($17): bill the
-    team's expired holds, read the learned factor, insert the hold scaled by it (rounded up to the nano-dollar), and
-    measure (adding what was just billed, which the statement's snapshot does not see). Columns: the measure's, then
-    the amount held and the factor."""
-    measure, params = measure_query(team, spans, key_id, now, when=_same, first=18, billed="billed")
-    held = "ceil($4::numeric * (SELECT f FROM factor) * 1000000000) / 1000000000"
-    values = ", ".join(["$1", "$2", "$3", held, *(f"${i}" for i in range(5, 17)), "(SELECT f FROM factor) > 1"])
-    sql = (
-        f"WITH {bill_expired('$5', '$2')}, "
-        "factor AS (SELECT GREATEST(1, COALESCE(MAX(factor), 1)) AS f FROM learned_prices "
-        "WHERE price_key = ANY($17::text[])), "
-        f"new_hold AS (INSERT INTO holds ({HOLD_COLUMNS}) VALUES ({values}) RETURNING amount_usd) "
-        + measure + ", (SELECT amount_usd FROM new_hold), (SELECT f FROM factor), "
-        "set_config('synchronous_commit', 'off', true)"
-    )
+# --- batches (hermes_proxy.ledger.pg_groups): one statement for many admissions or settles ---------------------------
+
+#: the types of HOLD_COLUMNS, for the holds of a batch passed as one array per column
+_HOLD_TYPES = ("text", "text", "text", "numeric", "timestamptz", "timestamptz", "text", "text", "text", "text",
+               "boolean", "timestamptz", "bigint", "bigint", "bigint", "numeric", "boolean")
+#: insert the holds of a batch (one array per column of HOLD_COLUMNS)
+INSERT_HOLDS = (f"INSERT INTO holds ({HOLD_COLUMNS}) SELECT * FROM unnest("
+                + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_HOLD_TYPES, start=1)) + ")")
+#: the columns of a deleted (expired) hold that admission_batch returns, one array each, in id order
+DELETED_COLUMNS = ("e.team", "e.key_id", "e.amount_usd", "e.expires_at", "e.started_at", "b.cost")
+
+
+def admission_batch(
+    measures: Sequence[tuple[str, Sequence[Span], str | None, datetime]],
+) -> tuple[str, list[Any]]:
+    """ONE statement for a batch of admissions, run once the advisory locks of its teams are held: bill the holds of
+    each team expired by its moment ($1 teams, $2 moments; $3 the time recorded on the billed rows), read the learned
+    factors of the price keys ($4), and measure each (team, spans, key, moment) of ``measures`` (parameters from $5).
+
+    Columns: the deleted holds, one array per :data:`DELETED_COLUMNS` (``b.cost`` NULL for a hold not billed); the
+    learned price keys and their factors (two arrays); then each measure's columns (:func:`measure_query`) in order.
+    The measures' snapshot is taken before the billing: the caller adds what was billed and what was deleted back.
+    """
+    which = ("SELECT h.id FROM holds h JOIN unnest($1::text[], $2::timestamptz[]) AS t(team, upto) "
+             "ON h.team = t.team WHERE h.expires_at <= t.upto ORDER BY h.id FOR UPDATE OF h")
+    params: list[Any] = []
+    columns: list[str] = []
+    for team, spans, key_id, upto in measures:
+        sql, more = measure_query(team, spans, key_id, upto, when=_same, first=5 + len(params))
+        columns.append(sql.removeprefix("SELECT "))
+        params += more
+    deleted = "FROM expired e LEFT JOIN billed b ON b.request_id = e.request_id"
+    arrays = [f"(SELECT array_agg({c} ORDER BY e.id) {deleted})" for c in DELETED_COLUMNS]
+    factors = [f"(SELECT array_agg({c} ORDER BY price_key) FROM learned_prices WHERE price_key = ANY($4::text[]))"
+               for c in ("price_key", "factor")]
+    sql = (f"WITH {bill_expired('$3', None, which=which)} SELECT "
+           + ", ".join([*arrays, *factors, *columns, "set_config('synchronous_commit', 'off', true)"]))
     return sql, params
+
+
+#: settle a batch (one array per column of SETTLE's first 19 parameters, then $20 the hold ids): drop the holds
+#: (locked in id order), insert each request row once per request_id, add them to the roll-ups (one upsert per team,
+#: hour and key, in order); returns the request ids inserted (the others are retries or replace an estimate)
+SETTLE_BATCH = f"""
+WITH input AS (
+    SELECT * FROM unnest({", ".join(f"${i}::{t}[]" for i, t in enumerate(_REQUEST_TYPES, start=1))})
+    AS t({REQUEST_COLUMNS}, reserved_usd, recorded_at)
+), dropped AS (
+    DELETE FROM holds WHERE id IN (SELECT id FROM holds WHERE id = ANY($20::text[]) ORDER BY id FOR UPDATE)
+    RETURNING id
+), ins AS (
+    INSERT INTO requests ({REQUEST_COLUMNS}, reserved_usd, recorded_at)
+    SELECT * FROM input WHERE (SELECT count(*) FROM dropped) >= 0 ORDER BY request_id
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING team, key_id, started_at, COALESCE(cost_usd, 0) AS cost, 1 AS n, request_id
+), {rollups("ins", "settled")}
+SELECT array_agg(request_id) FROM ins
+"""
 
 
 def _same(moment: datetime) -> datetime:

@@ -1,17 +1,20 @@
 """The PostgreSQL ledger: several proxy processes share one database and its budgets.
 
-Admission is atomic across processes: the reserve transaction first takes the team's advisory transaction lock
-(``pg_advisory_xact_lock``), then, in a *new* statement (READ COMMITTED gives each statement a fresh snapshot, so it
-sees every hold and settle committed before the lock was granted), bills the team's expired holds, reads the learned
-price factor, inserts its hold and measures spend and holds; Python decides and the transaction commits (on a refusal,
-without the new hold). Holds are transient (they expire), so the reserve commit does not wait for the WAL flush
+Admission is atomic across processes and grouped within one (``pg_groups``): the reservations that arrive while a
+batch is in flight share the next transaction, which first takes the advisory transaction lock
+(``pg_advisory_xact_lock``) of each of its teams, in one stable order, then, in a *new* statement (READ COMMITTED gives
+each statement a fresh snapshot, so it sees every hold and settle committed before the locks were granted), bills the
+teams' expired holds, reads the learned price factors and measures spend and holds; Python decides the reservations
+one after the other in arrival order, as sequential admission would, and the admitted holds are inserted in one
+statement before the commit. Holds are transient (they expire), so the reserve commit does not wait for the WAL flush
 (``synchronous_commit`` off for that transaction only; a lost commit loses the billing with the hold's deletion, and
 the hold is billed again later).
 
-Settle is ONE statement (data-modifying CTEs): insert the request row once per ``request_id``, add its cost to the team
-total, the hourly bucket and the key, and delete the hold; one round trip, atomic, durable at commit. When the row
-already exists as an ``expired`` estimate, a second statement replaces it and moves the roll-ups by the difference.
-Concurrent settles of one team take the same row locks in the same plan order, so they cannot deadlock. Every team's
+Settles are grouped the same way: a batch is ONE statement (data-modifying CTEs): insert each request row once per
+``request_id``, add the costs to the team totals, the hourly buckets and the keys (one upsert each, in order), and
+delete the holds (locked in id order); one round trip, atomic, durable at commit. When a row already exists as an
+``expired`` estimate, a second statement replaces it and moves the roll-ups by the difference. Concurrent settles take
+the same row locks in the same order, so they cannot deadlock. Every team's
 expired holds are billed at start and every PURGE_EVERY. The statements are in ``pg_statements``. Money is
 ``NUMERIC(24, 9)``, time ``TIMESTAMPTZ``.
 """
@@ -22,7 +25,6 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,13 +32,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from hermes_proxy.errors import HermesError, LedgerUnavailable
+from hermes_proxy.errors import LedgerUnavailable
 from hermes_proxy.ledger import pg_statements as pg
-from hermes_proxy.ledger.admission import KeyState, admit, usages_for
+from hermes_proxy.ledger.admission import KeyState
 from hermes_proxy.ledger.amounts import cost_amount, floor_bucket
 from hermes_proxy.ledger.backend import LedgerBackend
 from hermes_proxy.ledger.measure import measure_query, read_measure
 from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE, POSTGRES, migrations_table_sql, to_apply
+from hermes_proxy.ledger.pg_groups import PgGroupAdmission, PgGroupCommit
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import (
     AUDIT,
@@ -51,7 +54,6 @@ from hermes_proxy.ledger.queries import (
     REVOKE_KEY,
     Codec,
     audit_report,
-    hold_values,
     key_from_row,
     key_lookup,
     key_name_taken,
@@ -102,6 +104,8 @@ class PostgresLedger(LedgerBackend):
         self._pool: asyncpg.Pool | None = None
         self._next_purge: datetime | None = None
         self._schema = ""
+        self._admissions = PgGroupAdmission(self._conn, self._lock_key, self.release, self._ttl, CODEC)
+        self._settles = PgGroupCommit(self._conn, self._clock, CODEC, self._settle_one)
 
     def __repr__(self) -> str:
         return f"PostgresLedger({redact(self.url)!r})"
@@ -135,6 +139,7 @@ class PostgresLedger(LedgerBackend):
         self._pool = pool
 
     async def close(self) -> None:
+        await self._settles.drain()  # settles already accepted are committed before closing
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -176,45 +181,21 @@ class PostgresLedger(LedgerBackend):
         self, policy: TeamPolicy, key: KeyRecord | None, hold: Hold, moment: datetime, spans: tuple[Span, ...],
         price_keys: tuple[str, ...],
     ) -> Admission:
-        # bill the team's expired holds, insert the hold (scaled by the learned factor) and measure in ONE statement,
-        # rolled back on a refusal; a hold need not survive a server crash (it would expire, and be billed from its
-        # last checkpoint), so the reserve commit does not wait for the WAL flush
-        sql, params = pg.admission(policy.name, spans, hold.key_id, moment)
-        values = hold_values(hold, moment, CODEC)[:16]
-        async with self._conn() as conn:
-            # BEGIN and the lock in one round trip (simple protocol; the lock key is an integer, nothing is quoted)
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key(policy.name)})")
-            try:
-                row = await conn.fetchrow(sql, *values, list(price_keys), *params)
-                held, factor = tidy(row[-3]), tidy(row[-2])
-                hold = replace(hold, amount_usd=held, learned_price=factor > 1)
-                spent, reserved, key_state = read_measure(row, spans, key, tidy)
-                decision = admit(policy, key_state, held, usages_for(spans, spent, reserved, key_state, policy))
-            except HermesError:  # refused: drop the new hold but keep the expired holds just billed
-                try:
-                    await conn.execute(DELETE_HOLD, hold.id)
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                    raise
-                raise
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+        admission = await self._admissions.reserve(policy, key, hold, moment, spans, price_keys)
         if self._next_purge is None or moment >= self._next_purge:
             self._next_purge = moment + PURGE_EVERY
             with contextlib.suppress(LedgerUnavailable):
                 async with self._conn() as conn:
                     await conn.fetchval(pg.BILL_EXPIRED, moment)
-        return Admission(hold, decision.budgets, decision.explanation, factor)
+        return admission
 
     async def settle(self, hold: Hold, record: RequestRecord) -> None:
+        """Record the request and drop its hold, durably, before returning (grouped with concurrent settles)."""
         check_settle(record)
+        await self._settles.settle(hold, record, None if record.cost_usd is None else cost_amount(record.cost_usd))
+
+    async def _settle_one(self, hold: Hold, record: RequestRecord, cost: Decimal | None) -> None:
         r = record
-        cost = None if r.cost_usd is None else cost_amount(r.cost_usd)
         values = request_values(r, cost, hold.amount_usd, self._clock(), CODEC)
         async with self._conn() as conn:
             inserted = await conn.fetchval(pg.SETTLE, *values, floor_bucket(r.started_at), hold.id)
