@@ -39,6 +39,8 @@ LLAMA3_SPLIT = (
 SPECIALS = {
     "<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|start_header_id|>": 128006,
     "<|end_header_id|>": 128007, "<|eom_id|>": 128008, "<|eot_id|>": 128009, "<|python_tag|>": 128010,
+    # Hermes 4's added tokens named by its model card (the fallback places them after Llama 3's 256 specials)
+    "<tool_call>": 128256, "</tool_call>": 128257,
 }
 HERMES = "You are Hermes, created by Nous Research."
 DEEP = DEEP_THINKING_PROMPT
@@ -183,8 +185,8 @@ def test_tools_calls_and_results(counter: TokenCounter, reference: tiktoken.Enco
                 '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
     calls = ('Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
              '<tool_call>\n{"name": "get_weather", "arguments": {"city": "東京"}}\n</tool_call>')
-    results = ('<tool_response>\n{"temp_c": 18}\n</tool_response>\n'
-               '<tool_response>\n{"temp_c": 24}\n</tool_response>')
+    results = ('<tool_response>\n{"name": "get_weather", "content": {"temp_c": 18}}\n</tool_response>\n'
+               '<tool_response>\n{"name": "get_weather", "content": {"temp_c": 24}}\n</tool_response>')
     expected = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n" + system + "<|eot_id|>"
                 + turn("user", "Weather in Paris and Tokyo?") + turn("assistant", calls) + turn("tool", results) + GEN)
     assert counter.render_prompt(messages, TOOLS) == expected

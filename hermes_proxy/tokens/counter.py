@@ -14,7 +14,23 @@ from hermes_proxy.tokens.template import render_completion, render_prompt
 
 SEGMENT_CACHE_SIZE = 1024
 SEGMENT_CACHE_MAX_CHARS = 32_768
+# Llama 3's 256 specials all look like this: one pattern finds them without listing them (the set says which are real)
 _SPECIAL_LIKE = re.compile(r"<\|[^|<>\s]{1,64}\|>")
+
+
+def added_token_finder(added: frozenset[str]) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """A pattern that finds every added token of ``added`` (and ``<|...|>``-shaped text, checked against the set by
+    the caller), and the starts every added token begins with (text holding none of them has no added token).
+
+    Added tokens of another shape (``<tool_call>``, ``<think>``...) are listed in the pattern, longest first, so that
+    one that starts another is matched as the tokenizer does (leftmost, longest).
+    """
+    others = sorted((t for t in added if t and not _SPECIAL_LIKE.fullmatch(t)), key=lambda t: (-len(t), t))
+    if not others:
+        return _SPECIAL_LIKE, ("<|",)
+    pattern = re.compile("|".join([*map(re.escape, others), _SPECIAL_LIKE.pattern]))
+    firsts = {t[0] for t in others} - {"<"}
+    return pattern, ("<", *sorted(firsts))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -30,10 +46,16 @@ class TokenCounter:
     encoding: tiktoken.Encoding
     warning: str | None = None
     _specials: frozenset[str] = field(init=False, repr=False)
+    _finder: re.Pattern[str] = field(init=False, repr=False)
+    _starts: tuple[str, ...] = field(init=False, repr=False)
     _cached_count: Callable[[str], int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_specials", frozenset(self.encoding.special_tokens_set))
+        specials = frozenset(self.encoding.special_tokens_set)
+        finder, starts = added_token_finder(specials)
+        object.__setattr__(self, "_specials", specials)
+        object.__setattr__(self, "_finder", finder)
+        object.__setattr__(self, "_starts", starts)
         encode = self.encoding.encode_ordinary
         # Chat clients resend the whole history every turn: remembering the count of each message's text means a
         # long conversation is tokenised once, not once per turn. Bounded: at most SEGMENT_CACHE_SIZE segments of at
@@ -47,23 +69,33 @@ class TokenCounter:
         return len(self.encoding.encode_ordinary(text))
 
     def count_text(self, text: str) -> int:
-        """Tokens of ``text``; special tokens written in it count as one token each, as the server tokenises the
-        rendered prompt.
+        """Tokens of ``text``; every added token of the tokenizer written in it (the ``<|...|>`` specials, and
+        ``<tool_call>`` and its kin) counts as one token, as the server tokenises the rendered prompt and as the
+        model generates them.
 
         Same result as ``encode(text, allowed_special="all")`` (tiktoken also cuts the text at special tokens and
         encodes the pieces separately), without handing tiktoken the whole special-token set on every call, which
-        costs more than encoding a short prompt.
+        costs more than encoding a short prompt. Text without any character an added token starts with (``<``)
+        goes straight to the encoder (``<|`` for a tokenizer whose only added tokens are ``<|...|>``-shaped).
         """
         count = self._count_ordinary
-        if "<|" not in text:
+        starts = self._starts
+        if len(starts) == 1:
+            if starts[0] not in text:
+                return count(text)
+        elif not any(start in text for start in starts):
             return count(text)
-        total, last = 0, 0
-        for match in _SPECIAL_LIKE.finditer(text):
-            if match.group() in self._specials:
+        specials = self._specials
+        search = self._finder.search
+        total, last, pos = 0, 0, 0
+        while (match := search(text, pos)) is not None:
+            if match.group() in specials:
                 if match.start() > last:
                     total += count(text[last:match.start()])
                 total += 1
-                last = match.end()
+                last = pos = match.end()
+            else:  # <|...|>-shaped text that is not a special token: look on from the next character
+                pos = match.start() + 1
         return total + (count(text[last:]) if last < len(text) else 0)
 
     def head(self, text: str, tokens: int) -> str:

@@ -42,6 +42,12 @@ LLAMA3_NAMED_SPECIALS: dict[int, str] = {
     128010: "<|python_tag|>",
 }
 LLAMA3_SPECIAL_COUNT = 256
+#: Hermes 4's own added tokens, for the cl100k fallback (a real tokenizer.json lists its added tokens itself). The model
+#: card names ``<tool_call>``/``</tool_call>`` as added tokens, so they count as one token each here too. Whether
+#: ``<think>``/``</think>`` and ``<tool_response>``/``</tool_response>`` are added tokens is UNCONFIRMED: they are left
+#: out (counted as text, 3-5 tokens each) until a Hermes 4 tokenizer.json says otherwise; add them here if it does.
+#: Their ids are placed after Llama 3's 256 specials (the counter never uses them; they only must not collide).
+HERMES4_ADDED_TOKENS: tuple[str, ...] = ("<tool_call>", "</tool_call>")
 
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -56,6 +62,14 @@ def llama3_special_tokens() -> dict[str, int]:
     for rank in range(128011, 128000 + LLAMA3_SPECIAL_COUNT):
         specials[f"<|reserved_special_token_{reserved}|>"] = rank
         reserved += 1
+    return specials
+
+
+def fallback_special_tokens() -> dict[str, int]:
+    """The cl100k fallback's special tokens: Llama 3's 256, then :data:`HERMES4_ADDED_TOKENS`."""
+    specials = llama3_special_tokens()
+    first = 128000 + LLAMA3_SPECIAL_COUNT
+    specials.update({token: first + offset for offset, token in enumerate(HERMES4_ADDED_TOKENS)})
     return specials
 
 
@@ -174,7 +188,8 @@ def parse_tiktoken_file(raw: bytes) -> dict[bytes, int]:
 
 
 def cl100k_llama3_encoding() -> tiktoken.Encoding:
-    """cl100k_base ranks, the Llama 3 split pattern and the Llama 3 special tokens at their real ids."""
+    """cl100k_base ranks, the Llama 3 split pattern, the Llama 3 special tokens at their real ids and Hermes 4's
+    known added tokens (:data:`HERMES4_ADDED_TOKENS`) after them."""
     tried: list[str] = []
     for path in cl100k_candidates():
         try:
@@ -191,7 +206,7 @@ def cl100k_llama3_encoding() -> tiktoken.Encoding:
             tried.append(f"{path} (unreadable)")
             continue
         return tiktoken.Encoding(name="cl100k_base+llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
-                                 special_tokens=llama3_special_tokens())
+                                 special_tokens=fallback_special_tokens())
     raise ConfigError(
         "tokens",
         "no tokenizer available offline: set tokens.tokenizer_path to the Hermes 4 tokenizer.json, or tokens.hf_repo "

@@ -22,13 +22,19 @@ UNCONFIRMED (every such choice lives in the constants and helpers of this module
   Qwen's ``<|im_start|>system\\n``) suggests a port of the Qwen 2.5 tools branch, which is what is rendered here,
   caller system text (or the injected default) first.
 - Tool results: rendered as one ``tool`` turn per run of consecutive tool messages, each wrapped in
-  ``<tool_response>\\n…\\n</tool_response>``; the real template may use the ``user`` role (same token count).
+  ``<tool_response>\\n{"name": …, "content": …}\\n</tool_response>`` exactly as :mod:`hermes_proxy.tools.render`
+  writes them for a raw-text host (the name looked up from the call id), so that a request counted natively equals
+  the same request rendered by a dialect; the real template may use the ``user`` role (same token count). A tool
+  message whose content is already one or more ``<tool_response>`` blocks (history rendered by the proxy, as a
+  raw-text host receives it) is not wrapped again.
 - Assistant tool calls: ``<tool_call>\\n{"name": …, "arguments": …}\\n</tool_call>`` after the content.
 - Whether content is trimmed (Llama 3.1's template trims; Qwen's does not): not trimmed here.
 - Content given as a list of parts: text parts concatenated with nothing between them. Hermes 4 takes no images,
   so image parts are ignored (they add nothing to the count; an upstream would reject or drop them).
 - Whether ``<think>``/``</think>`` are single added tokens in the Hermes 4 tokenizer: a real ``tokenizer.json``
-  answers that by itself; the cl100k fallback counts them as ordinary text (3 tokens each).
+  answers that by itself (every added token it lists counts as one token, wherever it appears); the cl100k fallback
+  counts them as ordinary text (3 tokens each), and ``<tool_call>``/``</tool_call>``, which the model card names as
+  added tokens, as one token each (:data:`~hermes_proxy.tokens.encodings.HERMES4_ADDED_TOKENS`).
 """
 
 from __future__ import annotations
@@ -41,11 +47,15 @@ from hermes_proxy.reasoning.prompts import DEEP_THINKING_PROMPT, EMPTY_THINK, TH
 
 # the tool format has one copy, in tools/render.py (re-exported here: hermes_proxy.tokens exports these names)
 from hermes_proxy.tools.render import (
+    TOOL_RESPONSE_CLOSE,
+    TOOL_RESPONSE_OPEN,
     TOOL_RESULT_ROLE,
     TOOLS_POSTAMBLE,
     TOOLS_PREAMBLE,
     content_text,
     render_tool_call,
+    render_tool_result,
+    tool_name,
 )
 
 DEFAULT_SYSTEM_PROMPT = "You are Hermes, created by Nous Research."
@@ -81,6 +91,18 @@ def _assistant_text(message: Mapping[str, Any], *, thinking: bool) -> str:
         rendered = "\n".join(render_tool_call(c) for c in calls if isinstance(c, Mapping))
         text = f"{text}\n{rendered}" if text else rendered
     return text
+
+
+def _tool_result(message: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """One tool message as the model reads it (see the module docstring); already rendered text as it is."""
+    text = content_text(message.get("content"))
+    if text.startswith(TOOL_RESPONSE_OPEN) and text.endswith(TOOL_RESPONSE_CLOSE):
+        return text
+    call_id = message.get("tool_call_id")
+    name = names.get(call_id, "") if isinstance(call_id, str) else ""
+    if not name and isinstance(message.get("name"), str):
+        name = message["name"]
+    return render_tool_result(name, text)
 
 
 def render_prompt(
@@ -122,6 +144,7 @@ def render_prompt(
     else:
         out.append(_header("system") + system + EOT)
 
+    names: dict[str, str] = {}
     index = 0
     while index < len(rest):
         message = rest[index]
@@ -129,12 +152,16 @@ def render_prompt(
         if role == "tool":
             results: list[str] = []
             while index < len(rest) and _role(rest[index]) == "tool":
-                results.append("<tool_response>\n" + content_text(rest[index].get("content")) + "\n</tool_response>")
+                results.append(_tool_result(rest[index], names))
                 index += 1
             out.append(_header(TOOL_RESULT_ROLE) + "\n".join(results) + EOT)
             continue
         if role == "assistant":
             text = _assistant_text(message, thinking=thinking)
+            calls = message.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+                    names[call["id"]] = tool_name(call)
         else:
             text = content_text(message.get("content"))
         out.append(_header(role) + text + EOT)

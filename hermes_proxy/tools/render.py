@@ -76,9 +76,17 @@ def tools_system_prompt(tools: Sequence[Mapping[str, Any]], tool_choice: Any = N
 
 
 def with_tools_system_prompt(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]],
-                             tool_choice: Any = None) -> list[dict[str, Any]]:
-    """``messages`` with :func:`tools_system_prompt` after the caller's system text, or as the system message."""
-    return with_system_text(messages, tools_system_prompt(tools, tool_choice))
+                             tool_choice: Any = None, *, default_system: str = "") -> list[dict[str, Any]]:
+    """``messages`` with :func:`tools_system_prompt` after the caller's system text, or as the system message.
+
+    ``default_system`` is what the template's tools branch puts first when the caller sends no system message (its
+    default prompt): given, the inserted system message starts with it, so the model reads the same text as when the
+    host renders native ``tools`` itself (and the prompt counts the same).
+    """
+    text = tools_system_prompt(tools, tool_choice)
+    if text and default_system and not (messages and messages[0].get("role") in ("system", "developer")):
+        text = default_system + SYSTEM_SEPARATOR + text
+    return with_system_text(messages, text)
 
 
 def with_system_text(messages: Sequence[Mapping[str, Any]], text: str) -> list[dict[str, Any]]:

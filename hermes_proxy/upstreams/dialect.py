@@ -28,6 +28,7 @@ from hermes_proxy.reasoning.budget import forced_answer_payload
 from hermes_proxy.reasoning.decision import REASONING_REQUEST_FIELDS
 from hermes_proxy.reasoning.history import clean_history
 from hermes_proxy.reasoning.prompts import with_deep_thinking_prompt, without_deep_thinking_prompt
+from hermes_proxy.tokens.template import DEFAULT_SYSTEM_PROMPT
 from hermes_proxy.tools.render import render_messages, with_system_text, with_tools_system_prompt
 from hermes_proxy.tools.structured import format_instruction
 from hermes_proxy.usage import Usage
@@ -98,7 +99,8 @@ class Dialect:
             if tools or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages if isinstance(m, dict)):
                 messages = render_messages(messages)
             if tools:
-                messages = with_tools_system_prompt(messages, tools, choice)
+                messages = with_tools_system_prompt(messages, tools, choice,
+                                                    default_system=self.template_default_system(out))
             out["messages"] = messages
         response_format = out.get("response_format")
         if not self.native_response_format and isinstance(response_format, Mapping) and isinstance(messages, list):
@@ -107,6 +109,12 @@ class Dialect:
                 out["messages"] = with_system_text(out["messages"], instruction)
                 out.pop("response_format")
         return out
+
+    def template_default_system(self, payload: Mapping[str, Any]) -> str:
+        """The system prompt the host's template injects when the caller sends none (rendered tools put it before
+        the ``<tools>`` text, as the template's tools branch does, since the inserted system message stops the
+        template from injecting it)."""
+        return DEFAULT_SYSTEM_PROMPT
 
     def enforces_reasoning_budget(self, route: Route) -> bool:
         """Whether the host stops the reasoning at the budget itself; otherwise the proxy cuts it and asks for the

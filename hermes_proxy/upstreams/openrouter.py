@@ -18,7 +18,7 @@ from typing import Any
 
 from hermes_proxy.config import Route
 from hermes_proxy.money import usd_from_json
-from hermes_proxy.reasoning import ReasoningDecision
+from hermes_proxy.reasoning import DEEP_THINKING_PROMPT, ReasoningDecision
 from hermes_proxy.upstreams.dialect import Dialect
 from hermes_proxy.usage import Usage
 
@@ -37,6 +37,14 @@ class OpenRouterDialect(Dialect):
             reasoning["max_tokens"] = decision.max_reasoning_tokens
         out["reasoning"] = reasoning
         return out
+
+    def template_default_system(self, payload: Mapping[str, Any]) -> str:
+        # reasoning on is a request field here, and the host's template picks the deep-thinking prompt only when there
+        # is no system message: rendered tools insert one, so they carry the prompt themselves
+        reasoning = payload.get("reasoning")
+        if isinstance(reasoning, Mapping) and reasoning.get("enabled"):
+            return DEEP_THINKING_PROMPT
+        return super().template_default_system(payload)
 
     def enforces_reasoning_budget(self, route: Route) -> bool:
         return route.honours_reasoning_budget

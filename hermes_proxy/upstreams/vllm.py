@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hermes_proxy.config import Route
-from hermes_proxy.reasoning import ReasoningDecision
+from hermes_proxy.reasoning import DEEP_THINKING_PROMPT, ReasoningDecision
 from hermes_proxy.reasoning.budget import continuation_payload
 from hermes_proxy.upstreams.dialect import Dialect
 
@@ -33,6 +33,14 @@ class VLLMDialect(Dialect):
         if decision.enabled:
             out["skip_special_tokens"] = False
         return out
+
+    def template_default_system(self, payload: Mapping[str, Any]) -> str:
+        # the template's thinking flag picks the deep-thinking prompt as its default (left to it when there is no
+        # caller system message): rendered tools insert a system message, so they must carry it themselves
+        kwargs = payload.get("chat_template_kwargs")
+        if isinstance(kwargs, Mapping) and kwargs.get("thinking"):
+            return DEEP_THINKING_PROMPT
+        return super().template_default_system(payload)
 
     def budget_follow_up(self, payload: Mapping[str, Any], reasoning_so_far: str, remaining_tokens: int,
                          route: Route) -> dict[str, Any]:
