@@ -93,6 +93,7 @@ def config_snippet(p: Plan, launch: VllmLaunch, *, upstream_name: str = DEFAULT_
         f'name = "{upstream_name}"',
         'kind = "vllm"',
         f'base_url = "{launch.base_url}"',
+        'tools = "native"   # vLLM parses <tool_call> (--enable-auto-tool-choice --tool-call-parser hermes)',
         "",
         "# Routes are tried in order: put this one first to prefer it. If your config writes the routes inline",
         "# (routes = [ ... ]), add these keys as one more { ... } entry there instead.",
