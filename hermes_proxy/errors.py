@@ -59,6 +59,12 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class PromptTooLong(InvalidRequest):
+    """The prompt is over the team's ``max_prompt_tokens``."""
+
+    code = "prompt_limit_exceeded"
+
+
 class RequestTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"

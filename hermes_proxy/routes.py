@@ -103,6 +103,9 @@ def _call_headers(call: ChatCall) -> dict[str, str]:
     }
     if info.simulated:
         headers["x-hermes-simulated"] = "true"
+    plan = call.plan
+    if plan is not None and plan.prompt_warning:
+        headers["x-hermes-prompt-warning"] = _header_text(plan.prompt_warning)
     admission = info.admission
     remaining = call.remaining_budget_usd()
     if remaining is not None:

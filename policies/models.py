@@ -77,3 +77,24 @@ def cap_max_tokens(
         text += (f"; does not fit: {prompt_tokens} prompt + {value} completion tokens > "
                  f"{context_window}-token context window")
     return MaxTokensDecision(value, source, capped, fits, text)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptLimitDecision:
+    """Whether a prompt is within the team's ``max_prompt_tokens``; ``explanation`` names the numbers and the rule."""
+
+    allowed: bool
+    over: bool
+    explanation: str
+
+
+def check_prompt_tokens(policy: TeamPolicy, prompt_tokens: int) -> PromptLimitDecision:
+    """A prompt over ``teams.<name>.max_prompt_tokens`` is refused (``prompt_limit = "refuse"``) or allowed with a
+    warning (``"warn"``). Without a limit every prompt is allowed (the context window still applies)."""
+    limit = policy.max_prompt_tokens
+    if limit is None or prompt_tokens <= limit:
+        return PromptLimitDecision(True, False, "")
+    rule = f"teams.{policy.name}.max_prompt_tokens"
+    text = (f"the prompt is {prompt_tokens:,} tokens; team '{policy.name}' allows {limit:,} ({rule}): "
+            "send less context (fewer or shorter messages, documents cut to what the question needs)")
+    return PromptLimitDecision(policy.prompt_limit == "warn", True, text)

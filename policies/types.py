@@ -28,6 +28,9 @@ class RateLimitRule:
     tokens_per_minute: int | None = None
 
 
+PromptLimitMode = Literal["refuse", "warn"]
+
+
 @dataclass(frozen=True, slots=True)
 class TeamPolicy:
     """What one team may do and spend.
@@ -46,3 +49,7 @@ class TeamPolicy:
     rate_limits: RateLimitRule | None = None
     key_rate_limits: RateLimitRule | None = None
     key_limit_usd: Decimal | None = None
+    #: the longest prompt (tokens, as counted) a request may send; ``None``: only the model's context window limits it
+    max_prompt_tokens: int | None = None
+    #: past ``max_prompt_tokens``: ``refuse`` with a 400, or ``warn`` in a response header and serve it
+    prompt_limit: PromptLimitMode = "refuse"

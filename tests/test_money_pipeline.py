@@ -303,3 +303,28 @@ async def test_a_stream_that_outlives_the_reservation_ttl_keeps_its_hold(proxy: 
     rows, total = await spent(p)
     assert [r.status for r in rows] == ["ok"]  # billed once, not also as an expired hold
     assert await remaining(p) == Decimal(1) - total
+
+
+# --- issue 19: a team's prompt limit -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["refuse", "warn"])
+async def test_a_prompt_over_the_teams_limit_is_refused_or_warned_with_the_numbers(proxy: ProxyFactory,
+                                                                                   mode: str) -> None:
+    script = Script(dialect="vllm")
+    p = await proxy(script, **budget(1.0, max_prompt_tokens=50, prompt_limit=mode))
+    long = [{"role": "user", "content": "tell me about this document: " + "lorem ipsum dolor " * 40}]
+    response = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": long})
+    short = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": HELLO})
+    assert short.status == 200 and "x-hermes-prompt-warning" not in short.headers
+    if mode == "refuse":
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["code"] == "prompt_limit_exceeded" and "allows 50" in error["message"]
+        assert len(script.requests) == 1  # never sent upstream, never billed
+        rows, _ = await spent(p)
+        assert len(rows) == 1
+    else:
+        assert response.status == 200
+        assert "allows 50" in response.headers["x-hermes-prompt-warning"]
+        assert len(script.requests) == 2

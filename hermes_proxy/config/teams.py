@@ -31,7 +31,7 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
         if not isinstance(team, Mapping):
             raise ConfigError(w[:-1], "must be a table")
         read.no_unknown(team, w, {"budgets", "models", "reasoning", "max_tokens", "timezone", "rate_limits",
-                              "key_rate_limits", "key_limit_usd"})
+                              "key_rate_limits", "key_limit_usd", "max_prompt_tokens", "prompt_limit"})
         budgets_raw = team.get("budgets", [])
         if not isinstance(budgets_raw, list):
             raise ConfigError(w + "budgets", "must be an array of { window, limit_usd, soft_limit_usd }")
@@ -68,6 +68,9 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(w + "timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
+        prompt_limit = read.text(team, "prompt_limit", w, "refuse")
+        if prompt_limit not in ("refuse", "warn"):
+            raise ConfigError(w + "prompt_limit", f"must be 'refuse' or 'warn'; got {prompt_limit!r}")
         result.append(TeamPolicy(
             name=name,
             budgets=tuple(budgets),
@@ -79,6 +82,8 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
             rate_limits=_rate(team, "rate_limits", w),
             key_rate_limits=_rate(team, "key_rate_limits", w),
             key_limit_usd=read.usd(team, "key_limit_usd", w),
+            max_prompt_tokens=read.integer(team, "max_prompt_tokens", w, None),
+            prompt_limit=prompt_limit,
         ))
     if not result:
         result.append(TeamPolicy(name=DEFAULT_TEAM))

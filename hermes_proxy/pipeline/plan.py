@@ -9,13 +9,19 @@ from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.config import Config, ModelConfig, Route
-from hermes_proxy.errors import ContextLengthExceeded, ModelNotFound, ModelUnavailable, PermissionDenied
+from hermes_proxy.errors import (
+    ContextLengthExceeded,
+    ModelNotFound,
+    ModelUnavailable,
+    PermissionDenied,
+    PromptTooLong,
+)
 from hermes_proxy.pipeline.parse import CONSUMED_FIELDS, ChatRequest, parse_chat_request
 from hermes_proxy.pricing import Price, worst_case_cost
 from hermes_proxy.reasoning import DEEP_THINKING_PROMPT, ReasoningDecision, resolve_reasoning, split_model_suffix
 from hermes_proxy.tokens import TokenCounter
 from hermes_proxy.upstreams.dialect import Dialect
-from policies.models import cap_max_tokens, check_model
+from policies.models import cap_max_tokens, check_model, check_prompt_tokens
 from policies.types import TeamPolicy
 
 #: a prompt this large (characters) is counted off the event loop: counting costs about 1 ms per 10k characters
@@ -37,6 +43,8 @@ class Plan:
     routes: tuple[Route, ...]
     #: the history as the primary route's dialect sends it (reused for that route's payload)
     primary_messages: tuple[Any, ...]
+    #: the prompt is over the team's max_prompt_tokens and the team only warns (x-hermes-prompt-warning)
+    prompt_warning: str | None = None
 
 
 def make_plan(config: Config, dialects: Mapping[str, Dialect], counter: TokenCounter,
@@ -59,6 +67,9 @@ def make_plan(config: Config, dialects: Mapping[str, Dialect], counter: TokenCou
     prompt_tokens = counter.count_prompt(messages, request.tools,
                                          system_prompt=DEEP_THINKING_PROMPT if decision.enabled else None,
                                          thinking=decision.enabled and primary.template_rewrites_history)
+    prompt_limit = check_prompt_tokens(team, prompt_tokens)
+    if not prompt_limit.allowed:
+        raise PromptTooLong(prompt_limit.explanation, param="messages")
     window = model.context_window
     budget = cap_max_tokens(team, request.max_tokens, prompt_tokens=prompt_tokens, context_window=window)
     if not budget.fits:
@@ -70,7 +81,7 @@ def make_plan(config: Config, dialects: Mapping[str, Dialect], counter: TokenCou
     reserve = max((worst_case(prompt_tokens, budget.max_tokens, decision, route, dialects[route.upstream],
                               prices.get(route)) for route in routes), default=Decimal(0))
     return Plan(request, model, decision, prompt_tokens, budget.max_tokens, budget.source, reserve, routes,
-                tuple(messages))
+                tuple(messages), prompt_warning=prompt_limit.explanation or None)
 
 
 #: tokens the follow-up request of a reasoning budget adds to the prompt besides the reasoning itself (the forced-answer
