@@ -73,6 +73,14 @@ class HermesChatApp(App[None]):
         for mode in SHOW_REASONING_MODES:
             yield SystemCommand(f"Reasoning display: {mode}", SHOW_REASONING_HELP[mode].capitalize(),
                                 lambda mode=mode: chat.action_reasoning_display(mode))  # type: ignore[misc]
+        yield SystemCommand("Regenerate the last answer", "With the model and reasoning switch as they are now; "
+                            "after an error, retry (ctrl+g)", chat.action_regenerate)
+        for on in (True, False):
+            yield SystemCommand(f"Regenerate with reasoning {'ON' if on else 'OFF'}",
+                                "Answer the last message again with reasoning turned so",
+                                lambda on=on: chat.action_regenerate_with(on))  # type: ignore[misc]
+        yield SystemCommand("Edit an earlier message", "Edit one of your messages and continue from there (F8)",
+                            chat.action_edit)
         yield SystemCommand("New chat", "Start a new conversation (ctrl+n)", chat.action_new_chat)
         yield SystemCommand("Conversations", "Go to the list of saved conversations (ctrl+o)",
                             chat.action_open_conversations)

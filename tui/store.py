@@ -9,18 +9,19 @@ An assistant message is written when its reply starts (status ``streaming``) and
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "tool"]
 MessageStatus = Literal["complete", "streaming", "stopped", "error"]
 Clock = Callable[[], datetime]
 
@@ -82,7 +83,50 @@ def m002_settings(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_conversations_and_messages, m002_settings)
+def m003_replaced_cost(db: sqlite3.Connection) -> None:
+    """What answers replaced by a regenerate, a retry or an edit had cost: still part of the conversation's cost."""
+    db.execute("ALTER TABLE conversations ADD COLUMN replaced_cost_usd TEXT NOT NULL DEFAULT '0'")
+
+
+def m004_tool_messages(db: sqlite3.Connection) -> None:
+    """Tool calls and their results, as a conversation with tools holds them: an assistant message's ``tool_calls``
+    (JSON, OpenAI's list) and ``tool`` messages answering one call (``tool_call_id``). SQLite cannot change a CHECK
+    constraint in place, so the table is rebuilt (rows and ids kept)."""
+    db.execute(
+        """
+        CREATE TABLE messages_new (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'tool')),
+            content TEXT NOT NULL DEFAULT '',
+            reasoning TEXT NOT NULL DEFAULT '',
+            model TEXT,
+            reasoning_on INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'complete',
+            error TEXT,
+            error_kind TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            cost_usd TEXT,
+            estimated INTEGER NOT NULL DEFAULT 0,
+            finish_reason TEXT,
+            created_at TEXT NOT NULL,
+            tool_calls TEXT,
+            tool_call_id TEXT
+        )
+        """
+    )
+    columns = ("id, conversation_id, role, content, reasoning, model, reasoning_on, status, error, error_kind, "
+               "prompt_tokens, completion_tokens, reasoning_tokens, cost_usd, estimated, finish_reason, created_at")
+    db.execute(f"INSERT INTO messages_new ({columns}) SELECT {columns} FROM messages")
+    db.execute("DROP TABLE messages")
+    db.execute("ALTER TABLE messages_new RENAME TO messages")
+    db.execute("CREATE INDEX messages_by_conversation ON messages (conversation_id, id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_conversations_and_messages, m002_settings, m003_replaced_cost, m004_tool_messages)
 
 
 # --- records ------------------------------------------------------------------------------------------------------
@@ -127,6 +171,9 @@ class StoredMessage:
     estimated: bool
     finish_reason: str | None
     created_at: datetime
+    #: an assistant message's tool calls (OpenAI ``tool_calls`` entries); a ``tool`` message's call id
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
 
 
 class StoreError(Exception):
@@ -226,7 +273,8 @@ class Store:
             "SELECT c.id, c.title, c.model, c.updated_at,"
             " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,"
             " (SELECT GROUP_CONCAT(m.cost_usd, ' ') FROM messages m"
-            "   WHERE m.conversation_id = c.id AND m.cost_usd IS NOT NULL) AS costs"
+            "   WHERE m.conversation_id = c.id AND m.cost_usd IS NOT NULL) AS costs,"
+            " c.replaced_cost_usd"
             " FROM conversations c"
         )
         params: list[object] = []
@@ -243,7 +291,7 @@ class Store:
             ConversationSummary(
                 id=row["id"], title=row["title"], model=row["model"], updated_at=_parse_time(row["updated_at"]),
                 message_count=row["message_count"],
-                cost_usd=sum((Decimal(c) for c in (row["costs"] or "").split()), Decimal(0)),
+                cost_usd=sum((Decimal(c) for c in (row["costs"] or "").split()), Decimal(row["replaced_cost_usd"])),
             )
             for row in self._db.execute(sql, params)
         ]
@@ -270,21 +318,73 @@ class Store:
             db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
     def conversation_cost(self, conversation_id: int) -> Decimal:
+        """What the conversation cost: its messages, and the answers that were replaced in it."""
         rows = self._db.execute(
             "SELECT cost_usd FROM messages WHERE conversation_id = ? AND cost_usd IS NOT NULL", (conversation_id,)
         )
-        return sum((Decimal(row["cost_usd"]) for row in rows), Decimal(0))
+        row = self._db.execute("SELECT replaced_cost_usd FROM conversations WHERE id = ?",
+                               (conversation_id,)).fetchone()
+        replaced = Decimal(row["replaced_cost_usd"]) if row is not None else Decimal(0)
+        return sum((Decimal(row["cost_usd"]) for row in rows), replaced)
+
+    def copy_conversation(self, conversation_id: int, title: str, *, billed_from: int) -> Conversation:
+        """A new conversation with the same settings and messages, titled ``title``.
+
+        The cost of the messages before ``billed_from`` (a message id) stays with the original only: in the copy those
+        messages keep their text and tokens but no cost, so that nothing is counted twice.
+        """
+        original = self.conversation(conversation_id)
+        stamp = self._stamp()
+        columns = ("role, content, reasoning, model, reasoning_on, status, error, error_kind, prompt_tokens,"
+                   " completion_tokens, reasoning_tokens, estimated, finish_reason, created_at, tool_calls, tool_call_id")
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (title, original.model, original.system_prompt, original.created_at.isoformat(), stamp),
+            )
+            copy_id = cursor.lastrowid
+            db.execute(
+                f"INSERT INTO messages (conversation_id, {columns}, cost_usd)"
+                f" SELECT ?, {columns}, CASE WHEN id >= ? THEN cost_usd END FROM messages"
+                " WHERE conversation_id = ? ORDER BY id",
+                (copy_id, billed_from, conversation_id),
+            )
+        assert copy_id is not None
+        return self.conversation(copy_id)
+
+    def remove_messages(self, conversation_id: int, from_id: int, *, keep_cost: bool = True) -> int:
+        """Delete the messages from ``from_id`` on (a regenerate, a retry, an edit); returns how many went.
+
+        With ``keep_cost`` (the default) what they cost stays in the conversation's cost: it was spent. Without it
+        (their branch was copied to another conversation, which counts it) it goes with them.
+        """
+        with self._transaction() as db:
+            rows = db.execute("SELECT cost_usd FROM messages WHERE conversation_id = ? AND id >= ?",
+                              (conversation_id, from_id)).fetchall()
+            if keep_cost:
+                removed = sum((Decimal(r["cost_usd"]) for r in rows if r["cost_usd"] is not None), Decimal(0))
+                if removed:
+                    row = db.execute("SELECT replaced_cost_usd FROM conversations WHERE id = ?",
+                                     (conversation_id,)).fetchone()
+                    db.execute("UPDATE conversations SET replaced_cost_usd = ? WHERE id = ?",
+                               (str(Decimal(row["replaced_cost_usd"]) + removed), conversation_id))
+            db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?", (conversation_id, from_id))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self._stamp(), conversation_id))
+        return len(rows)
 
     # --- messages -------------------------------------------------------------------------------------------------
 
     def add_message(self, conversation_id: int, role: Role, content: str, *, model: str | None = None,
-                    reasoning_on: bool = False, status: MessageStatus = "complete") -> StoredMessage:
+                    reasoning_on: bool = False, status: MessageStatus = "complete",
+                    tool_calls: Sequence[Mapping[str, Any]] | None = None,
+                    tool_call_id: str | None = None) -> StoredMessage:
         stamp = self._stamp()
+        calls = json.dumps([dict(c) for c in tool_calls], ensure_ascii=False) if tool_calls else None
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO messages (conversation_id, role, content, model, reasoning_on, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, content, model, int(reasoning_on), status, stamp),
+                "INSERT INTO messages (conversation_id, role, content, model, reasoning_on, status, created_at,"
+                " tool_calls, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, model, int(reasoning_on), status, stamp, calls, tool_call_id),
             )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id))
         assert cursor.lastrowid is not None
@@ -339,7 +439,18 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         cost_usd=None if row["cost_usd"] is None else Decimal(row["cost_usd"]),
         estimated=bool(row["estimated"]), finish_reason=row["finish_reason"],
         created_at=_parse_time(row["created_at"]),
+        tool_calls=_tool_calls(row["tool_calls"]), tool_call_id=row["tool_call_id"],
     )
+
+
+def _tool_calls(raw: str | None) -> tuple[dict[str, Any], ...]:
+    if not raw:
+        return ()
+    try:
+        calls = json.loads(raw)
+    except ValueError:
+        return ()
+    return tuple(c for c in calls if isinstance(c, dict)) if isinstance(calls, list) else ()
 
 
 def _parse_time(value: str) -> datetime:

@@ -10,6 +10,7 @@ from typing import Any
 from hermes_proxy.money import format_usd
 from tui.backend import format_tokens
 from tui.store import Conversation, StoredMessage
+from tui.tool_calls import answer_parts, call_names, calls_markdown, result_markdown, result_name
 
 TITLE_LENGTH = 60
 
@@ -30,13 +31,18 @@ def chat_messages(system_prompt: str, history: Sequence[StoredMessage]) -> list[
     """OpenAI chat messages: the system prompt first, then the turns.
 
     Earlier reasoning is never sent back: assistant turns carry their answer only. Assistant turns with no answer
-    (refused, failed before any text) are left out; a partial answer that was stopped is kept, as the user saw it.
+    (refused before any text) are left out; a partial answer that was stopped is kept, as the user saw it. A failed
+    turn (a user message whose answer failed, and that answer) is never sent again: a retry sends it anew.
     """
     messages: list[dict[str, Any]] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
-    for message in history:
-        if message.role == "assistant" and not message.content:
+    for index, message in enumerate(history):
+        if message.role == "user":
+            after = history[index + 1] if index + 1 < len(history) else None
+            if after is not None and after.role == "assistant" and after.status == "error":
+                continue
+        elif not message.content or message.status == "error":
             continue
         messages.append({"role": message.role, "content": message.content})
     return messages
@@ -85,17 +91,25 @@ def to_markdown(conversation: Conversation, history: Sequence[StoredMessage]) ->
     ]
     if conversation.system_prompt.strip():
         lines += ["## System prompt", "", conversation.system_prompt.strip(), ""]
+    names: dict[str, str] = {}
     for message in history:
         if message.role == "user":
             lines += ["## You", "", message.content, ""]
             continue
+        if message.role == "tool":
+            lines += [*result_markdown(result_name(message.content, message.tool_call_id, names), message.content), ""]
+            continue
+        parts = answer_parts(message.content, message.tool_calls)
+        names.update(call_names(parts.calls))
         lines += [f"## Hermes ({message.model})" if message.model else "## Hermes", ""]
         if message.reasoning.strip():
             tokens = f" ({format_tokens(message.reasoning_tokens)} tokens)" if message.reasoning_tokens else ""
             lines += [f"<details><summary>Reasoning{tokens}</summary>", "", message.reasoning.strip(), "",
                       "</details>", ""]
-        if message.content:
-            lines += [message.content, ""]
+        if parts.text:
+            lines += [parts.text, ""]
+        if parts.calls:
+            lines += [*calls_markdown(parts.calls), ""]
         if message.status == "stopped":
             lines += ["*(stopped by the user)*", ""]
         elif message.status == "streaming":

@@ -14,7 +14,7 @@ from textual.widgets import Input, OptionList, TextArea
 from tui.app import HermesChatApp
 from tui.backend import BackendError, ErrorKind, ModelInfo
 from tui.screens.chat import ChatScreen
-from tui.screens.dialogs import ConfirmScreen, TextPromptScreen
+from tui.screens.dialogs import ChoiceScreen, ConfirmScreen, TextPromptScreen
 from tui.screens.help import HelpScreen
 from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import ChatSettings
@@ -512,7 +512,8 @@ async def test_help_screen_and_command_palette_entries(make_app: AppFactory) -> 
         for wanted in ("New chat", "Conversations", "Search conversations", "Rename conversation",
                        "Delete conversation", "System prompt", "Model and upstream", "Export to markdown",
                        "Copy last answer", "Copy last code block", "Help", "Reasoning: turn ON",
-                       "Reasoning display: always", "Reasoning display: never", "Reasoning display: auto"):
+                       "Reasoning display: always", "Reasoning display: never", "Reasoning display: auto",
+                       "Regenerate the last answer", "Regenerate with reasoning ON", "Edit an earlier message"):
             assert wanted in titles
 
 
@@ -655,3 +656,95 @@ async def test_a_narrow_terminal_starts_without_the_list(make_app: AppFactory) -
     async with app.run_test(size=(80, 30)) as pilot:
         await pilot.pause()
         assert not chat(app).query_one("#sidebar").display
+
+
+# --- regenerate, retry, edit (issue 15) -----------------------------------------------------------------------------
+
+
+async def test_regenerate_replaces_the_last_answer_in_the_store(make_app: AppFactory, store: Store) -> None:
+    fake = FakeBackend(scripts=(Script(), Script(content=("A second", " answer."), cost_usd=Decimal("0.0010"))))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "tell me something")
+        await wait_for(pilot, lambda: fake.calls and idle(app))
+        await pilot.press("ctrl+r", "ctrl+g")  # regenerate with reasoning turned on
+        await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
+        assert fake.calls[1].messages == [{"role": "user", "content": "tell me something"}]
+        assert fake.calls[1].reasoning
+        (summary,) = store.conversations()
+        user, answer = store.messages(summary.id)
+        assert (user.content, answer.content, answer.reasoning_on) == ("tell me something", "A second answer.", True)
+        # on screen: one question, one answer (the new one)
+        assert [v.content for v in chat(app).query(AssistantMessage).results(AssistantMessage)] == ["A second answer."]
+        assert len(chat(app).query(UserMessage)) == 1
+        # the replaced answer was paid for: it stays in the chat's cost
+        assert store.conversation_cost(summary.id) == Decimal("0.0052") == summary.cost_usd
+        assert "$0.0052" in str(chat(app).query_one("#usage-chat").content)
+
+
+async def test_retry_after_an_error_with_one_key_and_the_failed_turn_is_never_resent(make_app: AppFactory,
+                                                                                      store: Store) -> None:
+    fake = FakeBackend(scripts=(Script(fail="upstream", fail_message="host down", fail_after=2), Script(),
+                                Script(content=("Third.",))))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "question")
+        await wait_for(pilot, lambda: fake.calls and idle(app) and notes(app))
+        assert chat(app).query_one(AssistantMessage).content == "Hello from"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
+        assert fake.calls[1].messages == [{"role": "user", "content": "question"}]  # not the partial failed answer
+        assert not notes(app)  # the failed answer and its error note are gone
+        (summary,) = store.conversations()
+        assert [(m.role, m.status, m.content) for m in store.messages(summary.id)] == [
+            ("user", "complete", "question"), ("assistant", "complete", "Hello from the fake backend.")]
+
+
+async def test_a_failed_turn_is_not_sent_again_as_history(make_app: AppFactory) -> None:
+    fake = FakeBackend(scripts=(Script(fail="network", fail_after=1), Script()))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "lost question")
+        await wait_for(pilot, lambda: fake.calls and idle(app) and notes(app))
+        await send(pilot, "new question")
+        await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
+        assert fake.calls[1].messages == [{"role": "user", "content": "new question"}]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+async def test_edit_an_earlier_message_and_continue_from_there(make_app: AppFactory, store: Store,
+                                                               keep: bool) -> None:
+    fake = FakeBackend(scripts=(Script(content=("One.",)), Script(content=("Two.",)), Script(content=("Edited.",))))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "first")
+        await wait_for(pilot, lambda: len(fake.calls) == 1 and idle(app))
+        await send(pilot, "second")
+        await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
+        original = chat(app).conversation
+        assert original is not None
+        await pilot.press("f8")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("down", "enter")  # newest first: the first message
+        assert isinstance(app.screen, TextPromptScreen)
+        assert app.screen.query_one(TextArea).text == "first"
+        app.screen.query_one(TextArea).text = "first, rephrased"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press(*([] if keep else ["down"]), "enter")
+        await wait_for(pilot, lambda: len(fake.calls) == 3 and idle(app))
+        assert fake.calls[2].messages == [{"role": "user", "content": "first, rephrased"}]
+        assert [(m.role, m.content) for m in store.messages(original.id)] == [
+            ("user", "first, rephrased"), ("assistant", "Edited.")]
+        assert [m.text for m in chat(app).query(UserMessage).results(UserMessage)] == ["first, rephrased"]
+        titles = [c.title for c in store.conversations()]
+        if keep:
+            (earlier,) = [c for c in store.conversations() if c.title == "first (earlier branch)"]
+            assert [m.content for m in store.messages(earlier.id)] == ["first", "One.", "second", "Two."]
+            # each cent counted once: the earlier branch's answers are billed in the copy
+            assert earlier.cost_usd == Decimal("0.0084")
+            assert store.conversation_cost(original.id) == Decimal("0.0042")
+        else:
+            assert titles == ["first"]
+            # the discarded answers were paid for: their cost stays in the chat's
+            assert store.conversation_cost(original.id) == Decimal("0.0126")

@@ -94,7 +94,7 @@ def test_foreign_keys_are_enforced(store: Store) -> None:
         store.add_message(999, "user", "orphan")
 
 
-def test_chat_messages_leave_reasoning_and_empty_answers_out(store: Store) -> None:
+def test_chat_messages_leave_reasoning_and_failed_turns_out(store: Store) -> None:
     conversation = store.create_conversation("T", system_prompt="Sys")
     store.add_message(conversation.id, "user", "q1")
     a1 = store.add_message(conversation.id, "assistant", "", status="streaming")
@@ -105,7 +105,7 @@ def test_chat_messages_leave_reasoning_and_empty_answers_out(store: Store) -> No
     store.add_message(conversation.id, "user", "q3")
     messages = chat_messages("Sys", store.messages(conversation.id))
     assert messages == [{"role": "system", "content": "Sys"}, {"role": "user", "content": "q1"},
-                        {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
+                        {"role": "assistant", "content": "a1"},  # q2 failed: neither it nor its answer
                         {"role": "user", "content": "q3"}]
     assert chat_messages("  ", [])[:1] == []
 
@@ -126,3 +126,23 @@ def test_markdown_export(store: Store) -> None:
         "*(stopped by the user)*\n\n<sub>in ~3 · out ~4 (~2 reasoning) · ~$0.0123</sub>\n\n"
         "## Hermes\n\n> **Error:** Budget refused\n"
     )
+
+
+def test_removed_messages_keep_their_cost_unless_their_branch_was_copied(store: Store) -> None:
+    conversation = store.create_conversation("t")
+    store.add_message(conversation.id, "user", "q1")
+    a1 = store.add_message(conversation.id, "assistant", "", status="streaming")
+    store.finish_message(a1.id, content="a1", reasoning="", status="complete", cost_usd=Decimal("0.5"))
+    q2 = store.add_message(conversation.id, "user", "q2")
+    a2 = store.add_message(conversation.id, "assistant", "", status="streaming")
+    store.finish_message(a2.id, content="a2", reasoning="", status="complete", cost_usd=Decimal("0.25"))
+    copy = store.copy_conversation(conversation.id, "t (earlier branch)", billed_from=q2.id)
+    assert [m.content for m in store.messages(copy.id)] == ["q1", "a1", "q2", "a2"]
+    assert store.conversation_cost(copy.id) == Decimal("0.25")
+    assert store.remove_messages(conversation.id, q2.id, keep_cost=False) == 2
+    assert store.conversation_cost(conversation.id) == Decimal("0.5")
+    assert store.remove_messages(conversation.id, a1.id) == 1
+    assert [m.content for m in store.messages(conversation.id)] == ["q1"]
+    assert store.conversation_cost(conversation.id) == Decimal("0.5")
+    assert {c.title: c.cost_usd for c in store.conversations()} == {"t": Decimal("0.5"),
+                                                                   "t (earlier branch)": Decimal("0.25")}

@@ -39,10 +39,11 @@ from tui.backend import (
 from tui.meter import ReplyMeter
 from tui.reply import Reply, ReplyResult
 from tui.screens.conversations import SavedConversations
+from tui.screens.dialogs import ChoiceScreen, TextPromptScreen
 from tui.screens.help import HelpScreen
 from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import SHOW_REASONING_HELP, ChatSettings, ShowReasoning
-from tui.store import Conversation, Store
+from tui.store import Conversation, Store, StoredMessage
 from tui.transcript import chat_messages, conversation_title, message_meta
 from tui.widgets.conversation import ConversationView, reply_label, stored_label
 from tui.widgets.conversation_list import Sidebar
@@ -53,6 +54,11 @@ from tui.widgets.status import ModelButton, ReasoningSwitch, Totals, UsageBar
 
 if TYPE_CHECKING:
     from tui.app import HermesChatApp
+
+def _one_line(text: str, width: int = 70) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
 
 STATE_TEXT = {"waiting": "● waiting…", "thinking": "● thinking", "answering": "● answering"}
 END_TEXT = {"complete": "done", "stopped": "stopped", "error": "failed"}
@@ -73,6 +79,8 @@ class ChatScreen(SavedConversations):
         Binding("ctrl+s", "export", "Export"),
         Binding("f5", "copy_last_answer", "Copy", show=False),
         Binding("f6", "copy_last_code", "Copy code", show=False, priority=True),
+        Binding("ctrl+g", "regenerate", "Regenerate"),
+        Binding("f8", "edit", "Edit", show=False),
         Binding("f1", "help", "Help"),
     ]
 
@@ -279,28 +287,19 @@ class ChatScreen(SavedConversations):
         self.notify("A reply is still streaming: your message stays in the prompt (Esc stops the reply).",
                     severity="warning", timeout=3)
 
-    async def send(self, text: str) -> bool:
-        """Send ``text`` as the next user message; ``False`` (and a notification saying why) when it cannot go."""
+    async def send(self, text: str, *, from_prompt: bool = True) -> bool:
+        """Send ``text`` as the next user message; ``False`` (and a notification saying why) when it cannot go.
+
+        ``from_prompt``: the text was typed in the prompt, which then loses it (and only it).
+        """
         if not text.strip():
             return False
-        if self.reply is not None:
-            self.notify("A reply is still streaming: press Esc to stop it first.", severity="warning")
-            return False
-        if self.backend is None:
-            if self.connection_error is not None:
-                self.notify(self.connection_error.message, title="Not connected", severity="error")
-            else:
-                self.notify("Still connecting, try again in a moment.", severity="warning")
-            return False
-        if self.model_alias is None and not await self._load_models():
-            return False  # _load_models said why
-        model = self.model_alias
+        model = await self._ready_model()
         if model is None:
-            self.notify("The backend offers no model: check the upstreams and models in the config.",
-                        severity="error")
             return False
         prompt = self.query_one(PromptInput)
-        prompt.take(text)  # only what was sent leaves the prompt; what was typed since stays
+        if from_prompt:
+            prompt.take(text)  # only what was sent leaves the prompt; what was typed since stays
         prompt.held = True  # until the reply ends, the send key adds a line instead of sending
         text = text.rstrip()
 
@@ -308,8 +307,34 @@ class ChatScreen(SavedConversations):
             self.conversation = self.store.create_conversation(
                 conversation_title(text), model=model, system_prompt=self.draft_system_prompt)
             self.query_one(ChatHeader).chat_title = self.conversation.title
+        user_row = self.store.add_message(self.conversation.id, "user", text)
+        await self._start_reply(model, UserMessage(text, message_id=user_row.id))
+        return True
+
+    async def _ready_model(self) -> str | None:
+        """The model to answer with, or ``None`` (and a notification saying why) when nothing can be sent now."""
+        if self.reply is not None:
+            self.notify("A reply is still streaming: press Esc to stop it first.", severity="warning")
+            return None
+        if self.backend is None:
+            if self.connection_error is not None:
+                self.notify(self.connection_error.message, title="Not connected", severity="error")
+            else:
+                self.notify("Still connecting, try again in a moment.", severity="warning")
+            return None
+        if self.model_alias is None and not await self._load_models():
+            return None  # _load_models said why
+        if self.model_alias is None:
+            self.notify("The backend offers no model: check the upstreams and models in the config.",
+                        severity="error")
+        return self.model_alias
+
+    async def _start_reply(self, model: str, question: UserMessage | None) -> None:
+        """Stream an answer to the conversation as saved (its last message is the user's); ``question`` is drawn
+        first when it is new."""
+        assert self.conversation is not None and self.backend is not None
         conversation = self.conversation
-        user_row = self.store.add_message(conversation.id, "user", text)
+        self.query_one(PromptInput).held = True
         messages = chat_messages(conversation.system_prompt, self.store.messages(conversation.id))
         info = self.models.get(model)
         reply = Reply.begin(backend=self.backend, store=self.store, conversation_id=conversation.id,
@@ -320,14 +345,60 @@ class ChatScreen(SavedConversations):
             label=reply_label(model, info.upstream if info else None, info.simulated if info else False),
             mode=self.settings.show_reasoning, streaming=True, message_id=reply.message_id,
         )
-        await self.query_one(ConversationView).add_turn(UserMessage(text, message_id=user_row.id), view)
+        pane = self.query_one(ConversationView)
+        if question is not None:
+            await pane.add_turn(question, view)
+        else:
+            await pane.mount(view)
+            pane.anchor()
         self.reply, self._reply_view, self._reply_drawn = reply, view, False
         self.refresh_usage()
         self.refresh_bindings()
         self.refresh_conversations()
         self._reply_worker = self.run_worker(self._stream(reply, view), name="reply", group="reply",
                                              exit_on_error=False)
+
+    # --- regenerate, retry, edit ----------------------------------------------------------------------------------
+
+    def _last_user_message(self) -> StoredMessage | None:
+        if self.conversation is None:
+            return None
+        return next((m for m in reversed(self.store.messages(self.conversation.id)) if m.role == "user"), None)
+
+    async def regenerate(self) -> bool:
+        """Answer the last user message again, with the model and reasoning switch as they are now.
+
+        The answer after it (or the failed one, for a retry) is replaced; what it cost stays in the chat's cost.
+        """
+        question = self._last_user_message()
+        if question is None or self.conversation is None:
+            self.notify("Nothing to regenerate yet: send a message first.", severity="warning")
+            return False
+        model = await self._ready_model()
+        if model is None:
+            return False
+        self.store.remove_messages(self.conversation.id, question.id + 1)
+        self.last_meter = None
+        await self.show_conversation()
+        await self._start_reply(model, None)
         return True
+
+    async def edit_message(self, message_id: int, text: str, *, keep_branch: bool) -> bool:
+        """Replace the user message ``message_id`` by ``text`` and continue from there: what came after it is
+        replaced. With ``keep_branch`` the conversation as it was is first saved as “… (earlier branch)”."""
+        if self.conversation is None or not text.strip():
+            return False
+        if await self._ready_model() is None:
+            return False
+        conversation = self.conversation
+        if keep_branch:
+            title = f"{conversation.title} (earlier branch)"
+            self.store.copy_conversation(conversation.id, title, billed_from=message_id)
+            self.notify(f"The earlier branch is saved as “{title}”.")
+        self.store.remove_messages(conversation.id, message_id, keep_cost=not keep_branch)
+        self.last_meter = None
+        await self.show_conversation()
+        return await self.send(text, from_prompt=False)
 
     async def _stream(self, reply: Reply, view: AssistantMessage) -> None:
         async def draw(event: StreamEvent) -> None:
@@ -374,7 +445,8 @@ class ChatScreen(SavedConversations):
                 self.notify(f"Cannot show the end of the reply: {exc}", severity="error")
             return
         if result.error is not None:
-            self.notify(result.error.message, title=error_title(result.error.kind), severity="error", timeout=8)
+            self.notify(result.error.message, title=f"{error_title(result.error.kind)} · ctrl+g retries",
+                        severity="error", timeout=8)
         elif result.status == "stopped":
             self.notify("Reply stopped: what arrived is kept and saved.", timeout=3)
         await self._refresh_budget()
@@ -484,6 +556,54 @@ class ChatScreen(SavedConversations):
         self.store.set_setting("show_reasoning", show)
         self.query_one(ConversationView).apply_mode(show)
         self.notify(f"Reasoning display: {mode} ({SHOW_REASONING_HELP[mode]}).")
+
+    async def action_regenerate(self) -> None:
+        await self.regenerate()
+
+    async def action_regenerate_with(self, reasoning: bool) -> None:
+        """Regenerate the last answer with reasoning on or off (the switch stays so for the next messages)."""
+        if self.reply is None:
+            self.reasoning_on = reasoning
+        await self.regenerate()
+
+    def action_edit(self) -> None:
+        """Pick one of your messages, edit it, and continue the conversation from there."""
+        if self.reply is not None:
+            self.notify("A reply is streaming: press Esc to stop it first.", severity="warning")
+            return
+        conversation = self.conversation
+        history = self.store.messages(conversation.id) if conversation else []
+        questions = [m for m in reversed(history) if m.role == "user"]
+        if conversation is None or not questions:
+            self.notify("Nothing to edit yet: send a message first.", severity="warning")
+            return
+
+        def chosen(index: int | None) -> None:
+            if index is None:
+                return
+            question = questions[index]
+
+            async def edited(text: str | None) -> None:
+                if text is None or not text.strip():
+                    return
+
+                async def branch(choice: int | None) -> None:
+                    if choice is not None:
+                        await self.edit_message(question.id, text, keep_branch=choice == 0)
+
+                self.app.push_screen(ChoiceScreen(
+                    "The conversation after this message will be replaced. The earlier branch:",
+                    [f"Keep it, as the saved conversation “{conversation.title} (earlier branch)”",
+                     "Discard it"],
+                ), branch)
+
+            self.app.push_screen(TextPromptScreen(
+                "Edit your message", question.content, multiline=True, action_label="Send",
+                help_text="ctrl+s sends it and the conversation continues from here; Esc cancels.",
+            ), edited)
+
+        self.app.push_screen(ChoiceScreen("Edit which message? (newest first)",
+                                          [_one_line(q.content) for q in questions]), chosen)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.settings))

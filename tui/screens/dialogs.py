@@ -1,15 +1,17 @@
-"""Small modal dialogs: ask for a line or a block of text, confirm a destructive action."""
+"""Small modal dialogs: ask for a line or a block of text, confirm a destructive action, choose one of a few."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Static, TextArea
+from textual.widgets import Button, Input, OptionList, Static, TextArea
 
 
 class TextPromptScreen(ModalScreen[str | None]):
@@ -104,3 +106,37 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed, "#dialog-cancel")
     def _cancel(self) -> None:
         self.dismiss(False)
+
+
+class ChoiceScreen(ModalScreen[int | None]):
+    """Choose one of a few options (Enter or a click); dismisses with its index, or ``None`` on Escape."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, options: Sequence[str | Text], *, help_text: str = "enter choose · esc cancel",
+                 highlighted: int = 0) -> None:
+        super().__init__(classes="dialog-screen")
+        self.dialog_title = title
+        self.options = list(options)
+        self.help_text = help_text
+        self.highlighted = highlighted
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.dialog_title, classes="dialog-title", markup=False)
+            yield OptionList(*self.options, id="choices")
+            yield Static(self.help_text, classes="dialog-help", markup=False)
+
+    def on_mount(self) -> None:
+        options = self.query_one("#choices", OptionList)
+        options.focus()
+        if self.options:
+            options.highlighted = min(max(self.highlighted, 0), len(self.options) - 1)
+
+    @on(OptionList.OptionSelected, "#choices")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option_index)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

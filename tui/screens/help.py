@@ -26,6 +26,8 @@ def key_table(settings: ChatSettings) -> list[tuple[str, str]]:
         (newline, "new line in the message"),
         ("Esc or ctrl+c", "stop the reply (what arrived is kept, saved and billed)"),
         ("ctrl+r", "reasoning on/off for the next message (or click the switch)"),
+        ("ctrl+g", "regenerate the last answer with the model and switch as they are now; after an error, retry"),
+        ("F8", "edit one of your messages and continue from there (the earlier branch kept or discarded)"),
         ("ctrl+n", "new chat"),
         ("ctrl+o", "go to the conversation list"),
         ("ctrl+f", "search the conversations"),
