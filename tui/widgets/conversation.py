@@ -11,6 +11,7 @@ from textual.widget import AwaitMount, Widget
 from tui.backend import BackendError, ModelInfo, error_kind
 from tui.settings import ShowReasoning
 from tui.store import StoredMessage
+from tui.tool_calls import ToolCallBlock, answer_parts, call_line, call_names, tool_result_block
 from tui.transcript import message_meta
 from tui.widgets.messages import AssistantMessage, NoteMessage, UserMessage, error_note
 
@@ -62,14 +63,20 @@ class ConversationView(VerticalScroll):
             widgets.append(system_note(system_prompt))
         if not history:
             widgets.append(welcome_note())
+        names: dict[str, str] = {}
         for message in history:
             if message.role == "user":
                 widgets.append(UserMessage(message.content, message_id=message.id))
                 continue
-            if message.status != "error" or message.content or message.reasoning:
+            if message.role == "tool":
+                widgets.append(tool_result_block(message, names))
+                continue
+            parts = answer_parts(message.content, message.tool_calls)
+            names.update(call_names(parts.calls))
+            if message.status != "error" or parts.text or message.reasoning:
                 widgets.append(AssistantMessage(
                     label=label(message.model),
-                    content=message.content,
+                    content=parts.text,
                     reasoning=message.reasoning,
                     reasoning_tokens=message.reasoning_tokens,
                     estimated=message.estimated,
@@ -77,6 +84,8 @@ class ConversationView(VerticalScroll):
                     mode=mode,
                     message_id=message.id,
                 ))
+            if parts.calls:
+                widgets.append(ToolCallBlock([call_line(call) for call in parts.calls]))
             if message.status == "error":
                 widgets.append(error_note(message.error or "unknown error", error_kind(message.error_kind)))
         if connection_error is not None and not history:
