@@ -372,6 +372,13 @@ class Store:
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self._stamp(), conversation_id))
         return len(rows)
 
+    def recent_prompts(self, limit: int = 500) -> list[str]:
+        """The user's latest distinct prompts over every conversation, oldest first (for the prompt history)."""
+        rows = self._db.execute(
+            "SELECT content FROM messages WHERE role = 'user' AND content != ''"
+            " GROUP BY content ORDER BY MAX(id) DESC LIMIT ?", (limit,))
+        return [row["content"] for row in rows][::-1]
+
     # --- messages -------------------------------------------------------------------------------------------------
 
     def add_message(self, conversation_id: int, role: Role, content: str, *, model: str | None = None,

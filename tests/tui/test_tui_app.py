@@ -748,3 +748,38 @@ async def test_edit_an_earlier_message_and_continue_from_there(make_app: AppFact
             assert titles == ["first"]
             # the discarded answers were paid for: their cost stays in the chat's
             assert store.conversation_cost(original.id) == Decimal("0.0126")
+
+
+async def test_up_and_down_recall_earlier_prompts_as_in_a_shell(make_app: AppFactory, store: Store) -> None:
+    old = store.create_conversation("old")
+    store.add_message(old.id, "user", "from an earlier chat")
+    fake = FakeBackend()
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "first prompt")
+        await wait_for(pilot, lambda: len(fake.calls) == 1 and idle(app))
+        await send(pilot, "second\nprompt")
+        await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
+        prompt = chat(app).query_one("#prompt", TextArea)
+        assert prompt.text == ""
+        await pilot.press("up")  # on an empty prompt: the last one
+        assert prompt.text == "second\nprompt"
+        await pilot.press("up")
+        assert prompt.text == "first prompt"
+        await pilot.press("up")
+        assert prompt.text == "from an earlier chat"
+        await pilot.press("up")  # the oldest stays
+        assert prompt.text == "from an earlier chat"
+        await pilot.press("down", "down")
+        assert prompt.text == "second\nprompt"
+        await pilot.press("down", "down")  # past the newest: back to what was being typed (nothing)
+        assert prompt.text == ""
+        # a draft being typed is not replaced: Up moves the cursor in it
+        await pilot.press(*"draft", "ctrl+j", *"line")
+        await pilot.press("up")
+        assert prompt.text == "draft\nline" and prompt.cursor_location[0] == 0
+        # a recalled prompt is sent as any other
+        prompt.text = ""
+        await pilot.press("up", "up", "enter")
+        await wait_for(pilot, lambda: len(fake.calls) == 3 and idle(app))
+        assert fake.calls[2].messages[-1] == {"role": "user", "content": "first prompt"}

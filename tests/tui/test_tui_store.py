@@ -146,3 +146,12 @@ def test_removed_messages_keep_their_cost_unless_their_branch_was_copied(store: 
     assert store.conversation_cost(conversation.id) == Decimal("0.5")
     assert {c.title: c.cost_usd for c in store.conversations()} == {"t": Decimal("0.5"),
                                                                    "t (earlier branch)": Decimal("0.25")}
+
+
+def test_recent_prompts_are_distinct_oldest_first(store: Store) -> None:
+    one, two = store.create_conversation("1"), store.create_conversation("2")
+    for conversation, text in ((one, "a"), (two, "b"), (one, "a"), (two, "c")):
+        store.add_message(conversation.id, "user", text)
+    store.add_message(one.id, "assistant", "not a prompt")
+    assert store.recent_prompts() == ["b", "a", "c"]
+    assert store.recent_prompts(limit=2) == ["a", "c"]

@@ -135,7 +135,9 @@ class ChatScreen(SavedConversations):
 
     async def on_mount(self) -> None:
         self.query_one(ConversationView).anchor()
-        self.query_one(PromptInput).focus()
+        prompt = self.query_one(PromptInput)
+        prompt.set_history(self.store.recent_prompts())
+        prompt.focus()
         self.refresh_conversations()
         await self.show_conversation()
         self._show_model()
@@ -308,6 +310,7 @@ class ChatScreen(SavedConversations):
                 conversation_title(text), model=model, system_prompt=self.draft_system_prompt)
             self.query_one(ChatHeader).chat_title = self.conversation.title
         user_row = self.store.add_message(self.conversation.id, "user", text)
+        prompt.remember(text)
         await self._start_reply(model, UserMessage(text, message_id=user_row.id))
         return True
 

@@ -24,6 +24,7 @@ def key_table(settings: ChatSettings) -> list[tuple[str, str]]:
     return [
         (_key_name(settings.send_key), "send the message"),
         (newline, "new line in the message"),
+        ("Up / Down", "in the prompt: earlier prompts, as in a shell (Up on an empty prompt brings back the last)"),
         ("Esc or ctrl+c", "stop the reply (what arrived is kept, saved and billed)"),
         ("ctrl+r", "reasoning on/off for the next message (or click the switch)"),
         ("ctrl+g", "regenerate the last answer with the model and switch as they are now; after an error, retry"),

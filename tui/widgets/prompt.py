@@ -5,13 +5,20 @@ screen then calls :meth:`PromptInput.take` (sent: only that text leaves the prom
 or :meth:`PromptInput.keep` (not sent: all stays). Until then, and while :attr:`PromptInput.held` is set (a reply is
 streaming), the send key inserts a newline instead: that is how the lines of a paste arrive in a terminal without
 bracketed paste, and a key pressed too early must not merge two lines.
+
+Up and Down recall earlier prompts, as in a shell: Up on an empty prompt brings back the last one; they only move the
+cursor when the prompt holds text the user is editing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+
+HISTORY_LIMIT = 500
 
 
 class PromptInput(TextArea):
@@ -40,6 +47,9 @@ class PromptInput(TextArea):
         self.newline_keys = newline_keys
         self.held = False  # set by the screen while a reply streams
         self._pending: str | None = None  # the text posted in Submitted, until the screen takes or keeps it
+        self._history: list[str] = []  # oldest first
+        self._recalled: int | None = None  # index in _history of the prompt shown, while it is unchanged
+        self._draft = ""  # what was in the prompt before the recall started
 
     # --- sending --------------------------------------------------------------------------------------------------
 
@@ -75,6 +85,8 @@ class PromptInput(TextArea):
         text = self.text
         rest = text[len(sent):] if text.startswith(sent) else text
         rest = rest.lstrip("\n")
+        self._recalled = None
+        self._draft = ""
         if rest != text:
             self.text = rest
             self.move_cursor(self.document.end)
@@ -82,3 +94,59 @@ class PromptInput(TextArea):
     def keep(self) -> None:
         """The submitted text was not sent: it all stays in the prompt."""
         self._pending = None
+
+    # --- history --------------------------------------------------------------------------------------------------
+
+    def set_history(self, prompts: Iterable[str]) -> None:
+        """Earlier prompts, oldest first."""
+        self._history = [p for p in prompts if p.strip()][-HISTORY_LIMIT:]
+        self._recalled = None
+
+    def remember(self, prompt: str) -> None:
+        """A prompt just sent: the last one Up brings back."""
+        if not prompt.strip():
+            return
+        if self._history and self._history[-1] == prompt:
+            return
+        self._history.append(prompt)
+        del self._history[:-HISTORY_LIMIT]
+
+    @property
+    def prompt_history(self) -> list[str]:
+        """Earlier prompts, oldest first (``history`` is the TextArea's undo history)."""
+        return list(self._history)
+
+    def _browsing(self) -> bool:
+        """The prompt is empty or shows an unchanged recalled prompt: Up/Down move through the history."""
+        if self._recalled is not None and self.text == self._history[self._recalled]:
+            return True
+        self._recalled = None
+        return not self.text
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if select or not self._history or not self._browsing() or self.cursor_location[0] != 0:
+            super().action_cursor_up(select)
+            return
+        if self._recalled is None:
+            self._draft = self.text
+            index = len(self._history) - 1
+        else:
+            index = max(0, self._recalled - 1)
+        self._show_recalled(index)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        last_row = self.document.line_count - 1
+        if select or self._recalled is None or not self._browsing() or self.cursor_location[0] != last_row:
+            super().action_cursor_down(select)
+            return
+        if self._recalled + 1 < len(self._history):
+            self._show_recalled(self._recalled + 1)
+        else:
+            self._recalled = None
+            self.text = self._draft
+            self.move_cursor(self.document.end)
+
+    def _show_recalled(self, index: int) -> None:
+        self._recalled = index
+        self.text = self._history[index]
+        self.move_cursor((0, len(self.document.get_line(0))) if "\n" in self.text else self.document.end)
