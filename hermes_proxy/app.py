@@ -32,6 +32,7 @@ from hermes_proxy.pipeline import Gateway
 from hermes_proxy.pricing import Prices, resolve_prices
 from hermes_proxy.ratelimit import RateLimiter, open_rate_limiter
 from hermes_proxy.reload import reload_on_sighup, stop_reloading
+from hermes_proxy.responses import add_responses_routes
 from hermes_proxy.routes import (
     READY_PROBES,
     chat_completions,
@@ -175,5 +176,6 @@ def create_app(
     app.router.add_get("/v1/models/{model}", get_model, expect_handler=expect_handler)
     app.router.add_get("/healthz", healthz, expect_handler=expect_handler)
     app.router.add_get("/readyz", readyz, expect_handler=expect_handler)
+    add_responses_routes(app)
     add_admin_routes(app)
     return app

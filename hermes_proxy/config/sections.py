@@ -28,6 +28,7 @@ from hermes_proxy.config.types import (
     LedgerConfig,
     ModelConfig,
     RateLimitsConfig,
+    ResponsesConfig,
     Route,
     Sampling,
     ServerConfig,
@@ -42,7 +43,8 @@ _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9
 def parse_config(data: Mapping[str, Any], *, env: Mapping[str, str], source: Path | None = None) -> Config:
     """A :class:`Config` from parsed TOML; ``env`` resolves the secrets the config names; ``source`` is the file
     (relative paths in it are relative to its folder)."""
-    read.no_unknown(data, "", {"server", "upstreams", "models", "teams", "ledger", "sampling", "tokens", "rate_limits", "chat"})
+    read.no_unknown(data, "", {"server", "upstreams", "models", "teams", "ledger", "sampling", "tokens", "rate_limits",
+                               "chat", "responses"})
     server = read_server(read.table(data, "server"), env)
     upstreams = read_upstreams(data.get("upstreams", []), env)
     models = read_models(read.table(data, "models"), {u.name: u for u in upstreams})
@@ -52,9 +54,10 @@ def parse_config(data: Mapping[str, Any], *, env: Mapping[str, str], source: Pat
     tokens = read_tokens(read.table(data, "tokens"), source)
     rate_limits = read_rate_limits(read.table(data, "rate_limits"))
     chat = read_chat(read.table(data, "chat"), {t.name for t in teams}, {m.alias for m in models})
+    responses = read_responses(read.table(data, "responses"))
     return Config(
         server=server, upstreams=upstreams, models=models, teams=teams, ledger=ledger, sampling=sampling,
-        tokens=tokens, rate_limits=rate_limits, chat=chat, source=source,
+        tokens=tokens, rate_limits=rate_limits, chat=chat, responses=responses, source=source,
     )
 
 
@@ -326,6 +329,19 @@ def read_chat(t: Mapping[str, Any], teams: set[str], aliases: set[str]) -> ChatC
         raise ConfigError(w + "show_reasoning", "must be auto, always or never")
     return ChatConfig(team=team, model=model, show_reasoning=show,
                       newline_key=read.text(t, "newline_key", w, "ctrl+j"))
+
+
+#: a stored response is kept at most this long (ten years): a larger value is a typo
+MAX_STORE_DAYS = 3650
+
+
+def read_responses(t: Mapping[str, Any]) -> ResponsesConfig:
+    w = "responses."
+    read.no_unknown(t, w, {"store_days"})
+    days = read.positive(t, "store_days", w, 30.0)
+    if days > MAX_STORE_DAYS:
+        raise ConfigError(w + "store_days", f"must be at most {MAX_STORE_DAYS} days, got {days!r}")
+    return ResponsesConfig(store_days=float(days))
 
 
 def _tools_mode(value: str, where: str) -> str:

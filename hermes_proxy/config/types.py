@@ -150,6 +150,13 @@ class RateLimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """``POST /v1/responses``: how long a stored response (``store: true``, the default) is kept, in days."""
+
+    store_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ChatConfig:
     team: str = DEFAULT_TEAM
     model: str | None = None
@@ -168,6 +175,7 @@ class Config:
     tokens: TokensConfig = field(default_factory=TokensConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     source: Path | None = None
     is_default: bool = False
 

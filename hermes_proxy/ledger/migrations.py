@@ -149,9 +149,25 @@ def m007_requests_learned_price(d: Dialect) -> list[str]:
     return [f"ALTER TABLE requests ADD COLUMN learned_price {d.flag} NOT NULL DEFAULT FALSE"]
 
 
+def m008_stored_responses(d: Dialect) -> list[str]:
+    # POST /v1/responses with store: true: the Response object and the conversation items before its output (those
+    # inherited through previous_response_id included), as JSON text; kept per team until expires_at
+    return [
+        f"""CREATE TABLE stored_responses (
+            id TEXT PRIMARY KEY,
+            team TEXT NOT NULL,
+            created_at {d.time} NOT NULL,
+            expires_at {d.time} NOT NULL,
+            response TEXT NOT NULL,
+            input_items TEXT NOT NULL
+        )""",
+        "CREATE INDEX stored_responses_expiry ON stored_responses (expires_at)",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_keys, m002_requests, m003_holds, m004_spend_rollups, m005_hold_info, m006_learned_prices,
-    m007_requests_learned_price,
+    m007_requests_learned_price, m008_stored_responses,
 )
 
 
