@@ -783,3 +783,50 @@ async def test_up_and_down_recall_earlier_prompts_as_in_a_shell(make_app: AppFac
         await pilot.press("up", "up", "enter")
         await wait_for(pilot, lambda: len(fake.calls) == 3 and idle(app))
         assert fake.calls[2].messages[-1] == {"role": "user", "content": "first prompt"}
+
+
+async def test_keyboard_scrolling_and_unfolding_reasoning_while_the_prompt_has_focus(make_app: AppFactory,
+                                                                                     store: Store) -> None:
+    long = store.create_conversation("long")
+    for n in range(30):
+        store.add_message(long.id, "user", f"question {n}")
+        answer = store.add_message(long.id, "assistant", "", status="streaming")
+        store.finish_message(answer.id, content=f"answer {n}\n\nwith a second paragraph", status="complete",
+                             reasoning=f"thinking about {n}" if n in (3, 29) else "")
+    app = make_app(FakeBackend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await chat(app).open_conversation(long.id)
+        await pilot.pause()
+        view = chat(app).query_one("#conversation")
+        prompt = chat(app).query_one("#prompt", TextArea)
+        prompt.focus()
+        await wait_for(pilot, lambda: view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y)
+        bottom = view.scroll_y
+        await pilot.press("pageup")
+        await pilot.pause()
+        assert 0 < view.scroll_y < bottom
+        assert prompt.has_focus
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert view.scroll_y == bottom
+        await pilot.press("ctrl+home")
+        await pilot.pause()
+        assert view.scroll_y == 0
+        await pilot.press("ctrl+end")
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y
+        # ctrl+t unfolds the last answer's reasoning, and folds it again
+        block = chat(app).query(AssistantMessage).last().block
+        assert block.collapsed
+        await pilot.press("ctrl+t")
+        assert not block.collapsed and prompt.has_focus
+        await pilot.press("ctrl+t")
+        assert block.collapsed
+        # an earlier one by Tab: shift+Tab from the prompt reaches a reasoning title, Enter unfolds it
+        for _ in range(6):
+            await pilot.press("shift+tab")
+            if type(app.focused).__name__ == "CollapsibleTitle":
+                break
+        assert type(app.focused).__name__ == "CollapsibleTitle"
+        await pilot.press("enter")
+        assert not block.collapsed

@@ -80,6 +80,9 @@ class ChatScreen(SavedConversations):
         Binding("f5", "copy_last_answer", "Copy", show=False),
         Binding("f6", "copy_last_code", "Copy code", show=False, priority=True),
         Binding("ctrl+g", "regenerate", "Regenerate"),
+        Binding("ctrl+end", "scroll_conversation('end')", "End", show=False),
+        Binding("ctrl+home", "scroll_conversation('home')", "Top", show=False),
+        Binding("ctrl+t", "toggle_last_reasoning", "Fold reasoning", show=False),
         Binding("f8", "edit", "Edit", show=False),
         Binding("f1", "help", "Help"),
     ]
@@ -559,6 +562,38 @@ class ChatScreen(SavedConversations):
         self.store.set_setting("show_reasoning", show)
         self.query_one(ConversationView).apply_mode(show)
         self.notify(f"Reasoning display: {mode} ({SHOW_REASONING_HELP[mode]}).")
+
+    @on(PromptInput.ScrollRequested)
+    def _prompt_scroll(self, event: PromptInput.ScrollRequested) -> None:
+        event.stop()
+        self.action_scroll_conversation("page_up" if event.direction < 0 else "page_down")
+
+    def action_scroll_conversation(self, where: str) -> None:
+        """Scroll the conversation from the keyboard (the prompt keeps the focus); the end follows new text again."""
+        view = self.query_one(ConversationView)
+        if where == "page_up":
+            view.scroll_page_up(animate=False)
+        elif where == "page_down":
+            view.scroll_page_down(animate=False)
+        elif where == "home":
+            view.scroll_home(animate=False)
+        else:
+            view.anchor()
+
+    def action_toggle_last_reasoning(self) -> None:
+        """Fold or unfold the reasoning of the last answer that has some."""
+        answer = next((a for a in reversed(self.query_one(ConversationView).answers()) if a.reasoning), None)
+        if answer is None:
+            self.notify("No reasoning to unfold in this conversation.", severity="warning")
+            return
+        block = answer.block
+        if not block.display:
+            self.notify("The reasoning display is 'never' (ctrl+p → Reasoning display to change it).",
+                        severity="warning")
+            return
+        block.collapsed = not block.collapsed
+        if not block.collapsed:
+            self.query_one(ConversationView).scroll_to_widget(block, animate=False, top=True)
 
     async def action_regenerate(self) -> None:
         await self.regenerate()

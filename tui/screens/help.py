@@ -29,6 +29,9 @@ def key_table(settings: ChatSettings) -> list[tuple[str, str]]:
         ("ctrl+r", "reasoning on/off for the next message (or click the switch)"),
         ("ctrl+g", "regenerate the last answer with the model and switch as they are now; after an error, retry"),
         ("F8", "edit one of your messages and continue from there (the earlier branch kept or discarded)"),
+        ("PageUp / PageDown", "scroll the conversation (the prompt keeps the focus)"),
+        ("ctrl+home / ctrl+end", "top of the conversation / back to the end (it follows new text again)"),
+        ("ctrl+t", "fold/unfold the reasoning of the last answer (others: Tab to a reasoning title, Enter)"),
         ("ctrl+n", "new chat"),
         ("ctrl+o", "go to the conversation list"),
         ("ctrl+f", "search the conversations"),
@@ -41,6 +44,8 @@ def key_table(settings: ChatSettings) -> list[tuple[str, str]]:
         ("F5", "copy the last answer"),
         ("F6", "copy the last code block"),
         ("click", "“copy” on a message copies it; a code block copies its code; the reasoning title folds it"),
+        ("Tab / shift+Tab", "move between the prompt, the conversation and the reasoning titles; Enter on a title "
+                            "folds or unfolds it"),
         ("ctrl+p", "command palette: every action, including the reasoning display (auto / always / never)"),
         ("F1", "this help"),
         ("ctrl+q", "quit"),

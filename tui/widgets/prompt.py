@@ -36,6 +36,13 @@ class PromptInput(TextArea):
         def control(self) -> PromptInput:
             return self.prompt
 
+    class ScrollRequested(Message):
+        """PageUp / PageDown in the prompt: scroll the conversation (``direction`` -1 up, 1 down)."""
+
+        def __init__(self, direction: int) -> None:
+            super().__init__()
+            self.direction = direction
+
     class Held(Message):
         """The send key was pressed while a reply streams: a newline went in, nothing was sent."""
 
@@ -94,6 +101,14 @@ class PromptInput(TextArea):
     def keep(self) -> None:
         """The submitted text was not sent: it all stays in the prompt."""
         self._pending = None
+
+    # --- PageUp / PageDown scroll the conversation, not the (small) prompt ---------------------------------------
+
+    def action_cursor_page_up(self) -> None:
+        self.post_message(self.ScrollRequested(-1))
+
+    def action_cursor_page_down(self) -> None:
+        self.post_message(self.ScrollRequested(1))
 
     # --- history --------------------------------------------------------------------------------------------------
 
