@@ -207,6 +207,16 @@ async def test_killed_process_leaves_a_consistent_ledger(ledger_url: str, worker
                 data = json.loads(line)
                 if "settled" in data:
                     settled[data["settled"]] = D(data["cost"])
+        # admissions are grouped (a batch of ~20 commits at once), so wait until holds are outstanding, then kill
+        watcher = await opened(ledger_url, reservation_ttl_s=ttl)
+        try:
+            policy = TeamPolicy("crash", (BudgetRule("total", D("1000000")),))
+            for _ in range(2000):
+                if (await watcher.budget_status(policy))[0].reserved_usd > 0:
+                    os.kill(proc.pid, signal.SIGKILL)  # at once, before those holds settle
+                    break
+        finally:
+            await watcher.close()
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # mid-traffic: ~20 requests in flight, holds outstanding
         await proc.wait()
