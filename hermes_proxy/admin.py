@@ -15,6 +15,7 @@ no admin key is configured. Money goes out as decimal strings (``"0.0123"``), ne
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,9 @@ from hermes_proxy.ledger.base import SPEND_GROUPS, KeyRecord, budget_json, spend
 from hermes_proxy.routes import expect_handler, read_json
 from policies.windows import parse_when, zone
 
+#: who created or revoked which key, and through which surface (one JSON line each with the server's logging)
+audit = logging.getLogger("hermes_proxy.audit")
+
 
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/admin/keys", create_key, expect_handler=expect_handler)
@@ -37,9 +41,6 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_delete("/admin/keys/{ident}", revoke_key, expect_handler=expect_handler)
     app.router.add_get("/admin/spend", admin_spend, expect_handler=expect_handler)
     app.router.add_get("/v1/spend", own_spend, expect_handler=expect_handler)
-
-
-# --- auth -------------------------------------------------------------------------------------------------------------
 
 
 # --- keys -------------------------------------------------------------------------------------------------------------
@@ -54,10 +55,8 @@ async def create_key(request: web.Request) -> web.Response:
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))} (known: team, name, limit_usd)",
                              param=sorted(unknown)[0])
-    team = keyutil.check_team(current_config(request.app), body.get("team"))
-    name = keyutil.check_name(body.get("name"))
-    limit = keyutil.parse_usd(body.get("limit_usd"))
-    plaintext, record = await request.app[LEDGER].create_key(team, name, limit)
+    plaintext, record = await new_team_key(request.app, body.get("team"), body.get("name"), body.get("limit_usd"),
+                                           via="admin_api")
     return web.json_response({**record.to_json(), "key": plaintext}, status=201)
 
 
@@ -69,11 +68,33 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     require_admin(request)
-    ident = request.match_info["ident"]
-    record = await request.app[LEDGER].revoke_key(ident, request.query.get("team") or None)
+    record = await revoke_team_key(request.app, request.match_info["ident"], request.query.get("team") or None,
+                                   via="admin_api")
+    return web.json_response(record.to_json())
+
+
+async def new_team_key(app: web.Application, team: Any, name: Any, limit_usd: Any, *,
+                       via: str) -> tuple[str, KeyRecord]:
+    """Create a key with the admin API's checks (a configured team, a valid name, a USD limit) and log it to the
+    ``hermes_proxy.audit`` logger; ``via`` says which surface asked (``admin_api``, ``dashboard``)."""
+    checked_team = keyutil.check_team(current_config(app), team)
+    checked_name = keyutil.check_name(name)
+    limit = keyutil.parse_usd(limit_usd)
+    plaintext, record = await app[LEDGER].create_key(checked_team, checked_name, limit)
+    audit.info("key created", extra={"fields": {"event": "key_created", "via": via, "key_id": record.id,
+                                                 "team": record.team, "name": record.name,
+                                                 "limit_usd": None if limit is None else str(limit)}})
+    return plaintext, record
+
+
+async def revoke_team_key(app: web.Application, ident: str, team: str | None, *, via: str) -> KeyRecord:
+    """Revoke by id or live name (in ``team`` when given), as ``DELETE /admin/keys``; logged to the audit logger."""
+    record = await app[LEDGER].revoke_key(ident, team)
     if record is None:
         raise NotFound(f"no key with id or live name {ident!r}", param="ident")
-    return web.json_response(record.to_json())
+    audit.info("key revoked", extra={"fields": {"event": "key_revoked", "via": via, "key_id": record.id,
+                                                 "team": record.team, "name": record.name}})
+    return record
 
 
 # --- spend ------------------------------------------------------------------------------------------------------------

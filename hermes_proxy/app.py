@@ -16,6 +16,7 @@ from hermes_proxy.admin import add_admin_routes
 from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, OUTBOX, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
 from hermes_proxy.config import Config, default_data_dir
 from hermes_proxy.cors import install_cors
+from hermes_proxy.dashboard import add_dashboard_routes
 from hermes_proxy.errors import (
     HermesError,
     MethodNotAllowed,
@@ -178,4 +179,5 @@ def create_app(
     app.router.add_get("/readyz", readyz, expect_handler=expect_handler)
     add_responses_routes(app)
     add_admin_routes(app)
+    add_dashboard_routes(app)
     return app

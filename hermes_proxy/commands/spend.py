@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from hermes_proxy.ledger.base import (
     spend_total,
 )
 from hermes_proxy.money import format_usd
+from policies.budget import BudgetStatus
 from policies.windows import parse_when, zone
 
 COLUMNS = SPEND_FIELDS
@@ -39,7 +41,7 @@ COLUMNS = SPEND_FIELDS
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "spend", help="spend report from the ledger",
-        description="Spend per team (default), day, model, key, route or status. Times: YYYY-MM-DD, an ISO datetime, "
+        description="Spend per team (default), day, model, key, route, status or reasoning (on/off). Times: YYYY-MM-DD, an ISO datetime, "
                     "'today', or a span back from now such as 12h, 7d, 2w.")
     parser.add_argument("--team", help="only this team (default: every team)")
     parser.add_argument("--by", choices=SPEND_GROUPS, help="group rows by this (default: team)")
@@ -53,23 +55,29 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config", None))
-    if args.team is not None:
-        check_team(config, args.team)
-    policy = config.team(args.team) if args.team is not None else None
-    tz = args.timezone or (policy.timezone if policy is not None else "UTC")
+    tz, since, until = report_span(config, args.team, args.timezone, args.since, args.until, datetime.now(UTC))
+    return asyncio.run(_run(config, args, tz, since, until))
+
+
+def report_span(config: Config, team: str | None, timezone: str | None, since: str | None, until: str | None,
+                now: datetime) -> tuple[str, datetime | None, datetime | None]:
+    """The zone and bounds of a report as the user wrote them (``--timezone``, ``--since``, ``--until``): times in the
+    team's zone when a team is given, else UTC. Raises ``InvalidRequest`` naming the option."""
+    if team is not None:
+        check_team(config, team)
+    policy = config.team(team) if team is not None else None
+    tz = timezone or (policy.timezone if policy is not None else "UTC")
     try:
         zone(tz)
     except (KeyError, ValueError):
         raise InvalidRequest(f"--timezone: unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
-    now = datetime.now(UTC)
     bounds: dict[str, datetime | None] = {}
-    for name in ("since", "until"):
-        raw = getattr(args, name)
+    for name, raw in (("since", since), ("until", until)):
         try:
             bounds[name] = parse_when(raw, now=now, tz=tz) if raw else None
         except ValueError as exc:
             raise InvalidRequest(f"--{name}: {exc}") from None
-    return asyncio.run(_run(config, args, tz, bounds["since"], bounds["until"]))
+    return tz, bounds["since"], bounds["until"]
 
 
 async def _run(config: Config, args: argparse.Namespace, tz: str, since: datetime | None,
@@ -85,27 +93,43 @@ async def _run(config: Config, args: argparse.Namespace, tz: str, since: datetim
     total = spend_total(rows)
     label = args.by or "team"
     if args.format == "json":
-        print(json.dumps({
-            "team": args.team, "by": label, "timezone": tz,
-            "since": None if since is None else since.isoformat(),
-            "until": None if until is None else until.isoformat(),
-            "data": [spend_row_json(r) for r in rows], "total": spend_row_json(total),
-            "budgets": [budget_json(b) for b in budgets],
-        }, indent=2))
+        sys.stdout.write(spend_json(spend_document(args.team, args.by, tz, since, until, rows, budgets)))
     elif args.format == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        extra = ["key_id"] if args.by == "key" else []
-        writer.writerow([label, *COLUMNS, *extra])
-        for row in rows:
-            data = spend_row_json(row)
-            writer.writerow([data["group"], *(data[c] for c in COLUMNS), *(data.get(c) for c in extra)])
-        sys.stdout.write(out.getvalue())
+        sys.stdout.write(spend_csv(args.by, rows))
     else:
         _table(label, rows, total, since, until, tz)
         for line in describe_budgets(budgets, tz):
             print("budget  " + line)
     return 0
+
+
+def spend_document(team: str | None, by: str | None, tz: str, since: datetime | None, until: datetime | None,
+                   rows: Sequence[dict[str, Any]], budgets: Sequence[BudgetStatus]) -> dict[str, Any]:
+    """The JSON report (``--format json``; the dashboard's JSON export is the same document)."""
+    return {
+        "team": team, "by": by or "team", "timezone": tz,
+        "since": None if since is None else since.isoformat(),
+        "until": None if until is None else until.isoformat(),
+        "data": [spend_row_json(r) for r in rows], "total": spend_row_json(spend_total(rows)),
+        "budgets": [budget_json(b) for b in budgets],
+    }
+
+
+def spend_json(document: dict[str, Any]) -> str:
+    """The text ``--format json`` prints."""
+    return json.dumps(document, indent=2) + "\n"
+
+
+def spend_csv(by: str | None, rows: Sequence[dict[str, Any]]) -> str:
+    """The text ``--format csv`` prints (the dashboard's CSV export is the same text)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    extra = ["key_id"] if by == "key" else []
+    writer.writerow([by or "team", *COLUMNS, *extra])
+    for row in rows:
+        data = spend_row_json(row)
+        writer.writerow([data["group"], *(data[c] for c in COLUMNS), *(data.get(c) for c in extra)])
+    return out.getvalue()
 
 
 def _table(label: str, rows: list[dict[str, Any]], total: dict[str, Any], since: datetime | None,

@@ -85,7 +85,7 @@ def read_server(t: Mapping[str, Any], env: Mapping[str, str]) -> ServerConfig:
     w = "server."
     read.no_unknown(t, w, {"host", "port", "admin_key_env", "max_request_bytes", "shutdown_timeout_s", "auth",
                        "metrics_require_admin", "log_prompts", "metrics", "request_log", "cors_origins",
-                       "allow_public_without_auth"})
+                       "allow_public_without_auth", "dashboard"})
     port = read.integer(t, "port", w, 8787, minimum=0)
     if port > 65535:
         raise ConfigError(w + "port", f"must be <= 65535, got {port}")
@@ -107,6 +107,7 @@ def read_server(t: Mapping[str, Any], env: Mapping[str, str]) -> ServerConfig:
         request_log=read.flag(t, "request_log", w, True),
         cors_origins=_origins(t, "cors_origins", w),
         allow_public_without_auth=read.flag(t, "allow_public_without_auth", w, False),
+        dashboard=read.flag(t, "dashboard", w, True),
     )
     check_exposure(server, server.host, w + "auth")
     return server

@@ -53,6 +53,8 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     #: the operator's explicit "yes" to auth = "none" on a non-loopback host
     allow_public_without_auth: bool = False
+    #: the spend dashboard at /ui (sign-in with the admin key, or a team key for its own team)
+    dashboard: bool = True
 
 
 @dataclass(frozen=True, slots=True)

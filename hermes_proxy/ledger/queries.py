@@ -143,7 +143,7 @@ def spend_query(
 
     group = {
         None: "team", "team": "team", "model": "model", "route": "route", "status": "status",
-        "key": "COALESCE(key_id, '')",
+        "key": "COALESCE(key_id, '')", "reasoning": "CASE WHEN reasoning THEN 'on' ELSE 'off' END",
     }.get(by) or local_day.format(tz=param(tz))
     where = []
     if team is not None:

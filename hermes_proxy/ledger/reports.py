@@ -13,7 +13,7 @@ from hermes_proxy.money import format_usd, usd_text
 from policies.budget import BudgetStatus, format_reset, tidy
 from policies.windows import require_aware
 
-SPEND_GROUPS: tuple[str, ...] = ("team", "day", "model", "key", "route", "status")
+SPEND_GROUPS: tuple[str, ...] = ("team", "day", "model", "key", "route", "status", "reasoning")
 
 
 def check_spend_args(by: str | None, since: datetime | None, until: datetime | None, tz: str = "UTC") -> None:
