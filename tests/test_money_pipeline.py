@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hermes_proxy.routes as routes
 from hermes_proxy.appkeys import LEDGER, current_gateway
@@ -328,3 +330,30 @@ async def test_a_prompt_over_the_teams_limit_is_refused_or_warned_with_the_numbe
         assert response.status == 200
         assert "allows 50" in response.headers["x-hermes-prompt-warning"]
         assert len(script.requests) == 2
+
+
+# --- counting what was relayed ----------------------------------------------------------------------------------
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(alphabet="ab cd,.!?12 \n'é中", max_size=12), max_size=40))
+def test_a_running_count_of_pieces_equals_counting_the_whole_text(counter: Any, pieces: list[str]) -> None:
+    from hermes_proxy.pipeline.answer import RunningCount
+
+    running = RunningCount(counter)
+    for piece in pieces:
+        running.add(piece)
+    assert running.tokens == counter.count_text("".join(pieces))
+
+
+async def test_a_stream_cut_inside_words_is_neither_capped_nor_estimated(proxy: ProxyFactory, counter: Any) -> None:
+    # "word " pieces: counted one by one they would be ~2 tokens each and hit max_tokens at about 60 % of the answer
+    script = Script(dialect="vllm", answer="word " * 400, piece=5,
+                    usage={"prompt_tokens": 31, "completion_tokens": 400, "total_tokens": 431})
+    p = await proxy(script, **budget(1.0, max_tokens=500))
+    events, _, _ = await stream(p, {"model": "hermes-4-405b", "messages": HELLO})
+    assert content_of(events).strip() == ("word " * 400).strip()
+    usage = events[-1]["usage"]
+    assert usage["completion_tokens"] == 400 and "estimated" not in usage
+    rows, _ = await spent(p)
+    assert not rows[0].estimated and rows[0].completion_tokens == 400

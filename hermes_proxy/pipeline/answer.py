@@ -60,7 +60,7 @@ class Answer:
         self._reasoning_tokens = 0
         #: what was relayed so far (reasoning and answer): characters, and tokens once they could reach max_tokens
         self._relayed_chars = 0
-        self._relayed_tokens: int | None = None
+        self._relayed: RunningCount | None = None
         self.capped = False
         meter.new_call(plan.prompt_tokens)
 
@@ -182,23 +182,23 @@ class Answer:
     def _within_max_tokens(self, reasoning: str, content: str) -> tuple[str, str]:
         """The part of this (reasoning, content) that fits in ``max_tokens`` with what was relayed before; sets
         :attr:`capped` when something had to be left out. Tokens are counted only once the characters relayed could
-        reach the limit (a token is at least one character)."""
+        reach the limit (a token is at least one character), and then as one text, not piece by piece: a stream cut
+        inside words ("word " "word ") would otherwise count about twice its tokens."""
         limit = self.plan.max_tokens
         self._relayed_chars += len(reasoning) + len(content)
         if self._relayed_chars < limit:
             return reasoning, content
-        count = self.counter.count_text
-        if self._relayed_tokens is None:
-            before = self.meter.relayed_text()
-            self._relayed_tokens = count(before) if before else 0
-        room = limit - self._relayed_tokens
-        r_tokens = count(reasoning) if reasoning else 0
-        c_tokens = count(content) if content else 0
-        if r_tokens + c_tokens <= room:
-            self._relayed_tokens += r_tokens + c_tokens
+        if self._relayed is None:
+            self._relayed = RunningCount(self.counter)
+            self._relayed.add(self.meter.relayed_text())
+        before = self._relayed.tokens
+        after = self._relayed.add(reasoning + content)
+        if after <= limit:
             return reasoning, content
         self.capped = True
         self.meter.current.capped = True
+        room = limit - before
+        r_tokens = self.counter.count_text(reasoning) if reasoning else 0
         if r_tokens >= room:
             return self.counter.head(reasoning, room), ""
         return reasoning, self.counter.head(content, room - r_tokens)
@@ -251,6 +251,35 @@ class Answer:
         tail = self._flush()
         if tail is not None:
             yield tail
+
+
+class RunningCount:
+    """Tokens of a growing text, counted once: the text up to its last word boundary is counted and set aside, only
+    the unfinished word is counted again with each addition (tokens never span a space that starts a word)."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self._counter = counter
+        self._done = 0
+        self._tail = ""
+        self.tokens = 0
+
+    def add(self, text: str) -> int:
+        tail = self._tail + text
+        cut = _last_word_start(tail)
+        if cut > 0:
+            self._done += self._counter.count_text(tail[:cut])
+            tail = tail[cut:]
+        self._tail = tail
+        self.tokens = self._done + (self._counter.count_text(tail) if tail else 0)
+        return self.tokens
+
+
+def _last_word_start(text: str) -> int:
+    """The index of the last space that follows a non-space and precedes a non-space (0 when there is none)."""
+    for i in range(len(text) - 2, 0, -1):
+        if text[i] == " " and not text[i - 1].isspace() and not text[i + 1].isspace():
+            return i
+    return 0
 
 
 def _content_of(chunk: Chunk) -> str | None:
