@@ -338,7 +338,7 @@ async def test_a_prompt_over_the_teams_limit_is_refused_or_warned_with_the_numbe
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.text(alphabet="ab cd,.!?12 \n'é中", max_size=12), max_size=40))
 def test_a_running_count_of_pieces_equals_counting_the_whole_text(counter: Any, pieces: list[str]) -> None:
-    from hermes_proxy.pipeline.answer import RunningCount
+    from hermes_proxy.pipeline.outcome import RunningCount
 
     running = RunningCount(counter)
     for piece in pieces:

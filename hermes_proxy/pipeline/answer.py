@@ -16,7 +16,7 @@ from typing import Any
 
 from hermes_proxy.errors import HermesError, UpstreamError, UpstreamStreamError
 from hermes_proxy.pipeline.connect import Connection, close_stream
-from hermes_proxy.pipeline.outcome import UsageMeter
+from hermes_proxy.pipeline.outcome import RunningCount, UsageMeter
 from hermes_proxy.pipeline.plan import Plan
 from hermes_proxy.pipeline.tool_calls import AnswerChecks, RenderedToolCalls, check_answer
 from hermes_proxy.pipeline.types import Piece
@@ -251,35 +251,6 @@ class Answer:
         tail = self._flush()
         if tail is not None:
             yield tail
-
-
-class RunningCount:
-    """Tokens of a growing text, counted once: the text up to its last word boundary is counted and set aside, only
-    the unfinished word is counted again with each addition (tokens never span a space that starts a word)."""
-
-    def __init__(self, counter: TokenCounter) -> None:
-        self._counter = counter
-        self._done = 0
-        self._tail = ""
-        self.tokens = 0
-
-    def add(self, text: str) -> int:
-        tail = self._tail + text
-        cut = _last_word_start(tail)
-        if cut > 0:
-            self._done += self._counter.count_text(tail[:cut])
-            tail = tail[cut:]
-        self._tail = tail
-        self.tokens = self._done + (self._counter.count_text(tail) if tail else 0)
-        return self.tokens
-
-
-def _last_word_start(text: str) -> int:
-    """The index of the last space that follows a non-space and precedes a non-space (0 when there is none)."""
-    for i in range(len(text) - 2, 0, -1):
-        if text[i] == " " and not text[i - 1].isspace() and not text[i + 1].isspace():
-            return i
-    return 0
 
 
 def _content_of(chunk: Chunk) -> str | None:

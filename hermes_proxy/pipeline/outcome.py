@@ -33,9 +33,39 @@ class CallUsage:
     cut_in_reasoning: bool = False
     #: the proxy stopped relaying this call at max_tokens: it is billed for what was relayed
     capped: bool = False
-    #: running count for checkpoints: pieces of text counted so far, and their tokens
+    #: running counts for checkpoints: how many pieces of each text were added to them
     counted_pieces: tuple[int, int] = (0, 0)
-    counted_tokens: tuple[int, int] = (0, 0)
+    running: tuple[RunningCount, RunningCount] | None = None
+
+
+class RunningCount:
+    """Tokens of a growing text, counted once: the text up to its last word boundary is counted and set aside, only
+    the unfinished word is counted again with each addition (tokens never span a space that starts a word)."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self._counter = counter
+        self._done = 0
+        self._tail = ""
+        self.tokens = 0
+
+    def add(self, text: str) -> int:
+        tail = self._tail + text
+        cut = _last_word_start(tail)
+        if cut > 0:
+            self._done += self._counter.count_text(tail[:cut])
+            tail = tail[cut:]
+        self._tail = tail
+        self.tokens = self._done + (self._counter.count_text(tail) if tail else 0)
+        return self.tokens
+
+
+def _last_word_start(text: str) -> int:
+    """The index of the last space that follows a non-space and precedes a non-space (0 when there is none)."""
+    for i in range(len(text) - 2, 0, -1):
+        if text[i] == " " and not text[i - 1].isspace() and not text[i + 1].isspace():
+            return i
+    return 0
+
 
 
 class UsageMeter:
@@ -75,7 +105,7 @@ class UsageMeter:
 
     def running(self, counter: TokenCounter, max_tokens: int) -> Usage:
         """The usage so far, for a checkpoint on the hold: reported figures where the upstream gave running totals,
-        else the text relayed, each piece counted once over the life of the call (estimated)."""
+        else the text relayed, counted once over the life of the call (estimated)."""
         prompt = completion = reasoning = 0
         for call in self.calls:
             if call.reported is not None and not call.capped:
@@ -83,11 +113,12 @@ class UsageMeter:
                 completion += call.reported.completion_tokens
                 reasoning += call.reported.reasoning_tokens
                 continue
-            (r_done, c_done), (r_tokens, c_tokens) = call.counted_pieces, call.counted_tokens
-            r_tokens += sum(counter.count_text(t) for t in call.reasoning_text[r_done:])
-            c_tokens += sum(counter.count_text(t) for t in call.content_text[c_done:])
+            if call.running is None:
+                call.running = (RunningCount(counter), RunningCount(counter))
+            (r_done, c_done), (r_count, c_count) = call.counted_pieces, call.running
+            r_tokens = r_count.add("".join(call.reasoning_text[r_done:]))
+            c_tokens = c_count.add("".join(call.content_text[c_done:]))
             call.counted_pieces = (len(call.reasoning_text), len(call.content_text))
-            call.counted_tokens = (r_tokens, c_tokens)
             prompt += call.prompt_tokens
             completion += r_tokens + c_tokens
             reasoning += r_tokens
