@@ -830,3 +830,42 @@ async def test_keyboard_scrolling_and_unfolding_reasoning_while_the_prompt_has_f
         assert type(app.focused).__name__ == "CollapsibleTitle"
         await pilot.press("enter")
         assert not block.collapsed
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_small_terminals_keep_the_title_badge_and_numbers_whole(make_app: AppFactory,
+                                                                     size: tuple[int, int]) -> None:
+    demo = ModelInfo("hermes-4-405b", 131072, Decimal("1.0"), Decimal("3.0"), simulated=True,
+                     upstream="demo (simulated)")
+    fake = FakeBackend(scripts=(Script(reasoning=("Hmm.",), prompt_tokens=12345, cost_usd=Decimal("0.0123")),),
+                       budget_info=BudgetInfo(Decimal("1234.56"), "past 80%", "default"), simulated=True,
+                       model_list=(demo,), label="in-process · demo (SIMULATED) · team default")
+    app = make_app(fake, settings=ChatSettings(reasoning=True))
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await wait_for(pilot, lambda: connected(app))
+        await pilot.pause()
+        screen = chat(app)
+        prompt = screen.query_one("#prompt")
+        # the start-up "simulated" notice does not cover the prompt
+        await wait_for(pilot, lambda: app.screen.query("Toast"))
+        toasts = list(app.screen.query("Toast"))
+        assert all(t.region.y + t.region.height <= prompt.region.y for t in toasts)
+        await send(pilot, "Explain recursion with an example please")
+        await wait_for(pilot, lambda: fake.calls and idle(app))
+        await pilot.pause()
+
+        def shown(selector: str) -> str:
+            widget = screen.query_one(selector)
+            assert widget.display and widget.region.right <= size[0], selector
+            text = str(widget.content)  # type: ignore[attr-defined]
+            assert widget.region.width >= len(text), selector  # whole, not cut
+            return text
+
+        title = screen.query_one("#chat-title")
+        assert title.region.width >= 16  # a long title is shortened with an ellipsis, and stays readable
+
+        assert shown("#simulated-badge") == "SIMULATED"
+        assert shown("#usage-reply").endswith("$0.0123")
+        assert shown("#usage-context") == "ctx 9.4%"
+        assert shown("#usage-chat").endswith("$0.0123")
+        assert shown("#usage-budget").endswith("$1,234.56 left")

@@ -82,3 +82,26 @@ def test_budget_refused(snap_compare: Callable[..., bool], store: Store) -> None
                        budget_info=BudgetInfo(Decimal("0"), "over budget", "default"))
     app = make(store, fake)
     assert snap_compare(app, terminal_size=SIZE, run_before=sending("One more question", fake))
+
+
+def _simulated_chat() -> FakeBackend:
+    from tui.backend import ModelInfo
+
+    demo = ModelInfo("hermes-4-405b", 131072, Decimal("1.0"), Decimal("3.0"), simulated=True,
+                     upstream="demo (simulated)")
+    return FakeBackend(scripts=(Script(reasoning=("The user wants recursion explained.",), content=ANSWER[:1],
+                                       reasoning_tokens=9, prompt_tokens=1234, cost_usd=Decimal("0.0123")),),
+                       budget_info=BudgetInfo(Decimal("1234.56"), "past 80% of the daily budget", "default"),
+                       simulated=True, model_list=(demo,), label="in-process · demo (SIMULATED) · team default")
+
+
+def test_80x24(snap_compare: Callable[..., bool], store: Store) -> None:
+    fake = _simulated_chat()
+    app = make(store, fake, reasoning=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=sending("Explain recursion with an example", fake))
+
+
+def test_60x20(snap_compare: Callable[..., bool], store: Store) -> None:
+    fake = _simulated_chat()
+    app = make(store, fake, reasoning=True)
+    assert snap_compare(app, terminal_size=(60, 20), run_before=sending("Explain recursion with an example", fake))

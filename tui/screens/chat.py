@@ -131,6 +131,14 @@ class ChatScreen(SavedConversations):
                 yield UsageBar(id="usage")
         yield Footer()
 
+    def compact_changed(self, compact: bool) -> None:
+        with suppress(NoMatches):
+            self.query_one(ReasoningSwitch).compact = compact
+            totals = self.query_one(Totals)
+            if totals.compact != compact:
+                totals.compact = compact
+                self.refresh_usage()
+
     def _keys_hint(self) -> str:
         send = "Enter" if self.settings.send_key == "enter" else self.settings.send_key
         newline = "Shift+Enter" if self.settings.newline_key == "enter" else self.settings.newline_key

@@ -25,6 +25,7 @@ from tui.widgets.header import ChatHeader
 from tui.widgets.prompt import PromptInput
 
 NARROW = 90  # below this many columns the conversation list starts hidden (ctrl+b shows it)
+COMPACT = 72  # below this many columns the header and the numbers take their short forms
 
 
 class SavedConversations(Screen[None]):
@@ -57,6 +58,11 @@ class SavedConversations(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         if not self._sidebar_chosen:
             self.show_sidebar = event.size.width >= NARROW
+        self.set_class(event.size.width < COMPACT, "-compact")
+        self.compact_changed(event.size.width < COMPACT)
+
+    def compact_changed(self, compact: bool) -> None:
+        """The terminal became narrow (or wide again): the chat screen shortens its texts."""
 
     def action_toggle_sidebar(self) -> None:
         self._sidebar_chosen = True

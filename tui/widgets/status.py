@@ -26,6 +26,8 @@ class ReasoningSwitch(Static):
     class Pressed(Message):
         """The switch was clicked."""
 
+    compact: reactive[bool] = reactive(False)  # a narrow terminal: a shorter label
+
     def __init__(self, on: bool = False, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self.set_reactive(ReasoningSwitch.on, on)
@@ -36,7 +38,11 @@ class ReasoningSwitch(Static):
 
     def watch_on(self, on: bool) -> None:
         self.set_class(on, "-on")
-        self.update("◉ Reasoning ON" if on else "○ Reasoning OFF")
+        word = "Think" if self.compact else "Reasoning"
+        self.update(f"◉ {word} ON" if on else f"○ {word} OFF")
+
+    def watch_compact(self) -> None:
+        self.watch_on(self.on)
 
     def on_click(self, event: events.Click) -> None:
         event.stop()
@@ -77,27 +83,42 @@ class UsageBar(Horizontal):
         yield Static("", id="usage-reply", markup=False)
         yield Static("", id="usage-context", markup=False)
 
+    _parts: list[Part] = []  # noqa: RUF012 - set per instance by show()
+
     def show(self, meter: ReplyMeter | None, *, state: str, live: bool = False) -> None:
-        _set(self, "#usage-state", state)
         self.set_class(live, "-live")
         if meter is None:
-            for part in ("#usage-rate", "#usage-tokens", "#usage-reply", "#usage-context"):
-                _set(self, part, "")
+            self._parts = [("#usage-state", (state,)), ("#usage-rate", ("",)), ("#usage-tokens", ("",)),
+                           ("#usage-reply", ("",)), ("#usage-context", ("",))]
+            self._fit()
             return
         rate = meter.tokens_per_s(live=live)
         approx = "~" if meter.estimated else ""
-        _set(self, "#usage-rate", f"{rate:.1f} tok/s" if rate is not None else "— tok/s")
-        tokens = (f"in {'~' if meter.prompt_estimated else ''}{format_tokens(meter.prompt_tokens)} · "
-                  f"out {approx}{format_tokens(meter.completion_tokens)}")
+        prompt = f"in {'~' if meter.prompt_estimated else ''}{format_tokens(meter.prompt_tokens)}"
+        out = f"out {approx}{format_tokens(meter.completion_tokens)}"
+        tokens = f"{prompt} · {out}"
+        longest = tokens
         if meter.reasoning_tokens or meter.reasoning_chars:
-            tokens += f" ({approx}{format_tokens(meter.reasoning_tokens)} reasoning)"
-        _set(self, "#usage-tokens", tokens)
-        cost_approx = "~" if meter.cost_estimated else ""
-        _set(self, "#usage-reply", f"reply {cost_approx}{format_usd(meter.cost_usd, places=4)}")
-        _set(self, "#usage-context", f"ctx {meter.context_pct:.1f}%")
+            longest += f" ({approx}{format_tokens(meter.reasoning_tokens)} reasoning)"
+        cost = f"{'~' if meter.cost_estimated else ''}{format_usd(meter.cost_usd, places=4)}"
+        # each part with shorter forms, for a narrow terminal: whole numbers or nothing, never a cut one
+        self._parts = [
+            ("#usage-state", (state,)),
+            ("#usage-reply", (f"reply {cost}", cost)),
+            ("#usage-context", (f"ctx {meter.context_pct:.1f}%",)),
+            ("#usage-rate", (f"{rate:.1f} tok/s" if rate is not None else "— tok/s", "")),
+            ("#usage-tokens", (longest, tokens, out, "")),
+        ]
+        self._fit()
         self.query_one("#usage-context", Static).tooltip = (
             f"{format_tokens(meter.prompt_tokens + meter.completion_tokens)} of the "
             f"{format_window(meter.context_window)}-token context window")
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        _fit(self, self._parts, self.size.width)
 
 
 class Totals(Horizontal):
@@ -107,8 +128,11 @@ class Totals(Horizontal):
         yield Static("", id="usage-chat", markup=False)
         yield Static("", id="usage-budget", markup=False)
 
+    compact = False  # a narrow terminal: shorter texts
+
     def show(self, *, chat_cost: Decimal | None, budget: BudgetInfo | None) -> None:
-        _set(self, "#usage-chat", f"chat {format_usd(chat_cost, places=4)}" if chat_cost is not None else "")
+        chat = format_usd(chat_cost, places=4) if chat_cost is not None else ""
+        _set(self, "#usage-chat", f"{'' if self.compact else 'chat '}{chat}" if chat else "")
         self.query_one("#usage-chat", Static).tooltip = "The conversation's cost so far"
         widget = self.query_one("#usage-budget", Static)
         exhausted = budget is not None and budget.remaining_usd is not None and budget.remaining_usd <= 0
@@ -120,14 +144,34 @@ class Totals(Horizontal):
             widget.tooltip = None
             return
         if budget.remaining_usd is None:
-            text = "budget: no limit"
+            text = "no budget limit" if self.compact else "budget: no limit"
         else:
-            text = f"budget {format_usd(max(budget.remaining_usd, Decimal(0)), places=2)} left"
+            left = format_usd(max(budget.remaining_usd, Decimal(0)), places=2)
+            text = f"{left} left" if self.compact else f"budget {left} left"
         if exhausted or warning:
             text = "⚠ " + text
         _set(self, "#usage-budget", text)
         team = f"Team {budget.team}: " if budget.team else ""
         widget.tooltip = team + (budget.warning or "remaining budget")
+
+
+Part = tuple[str, tuple[str, ...]]  # a selector and its texts, longest first
+
+
+def _fit(parent: Widget, parts: list[Part], width: int) -> None:
+    """Show each part in its longest form that lets all fit in ``width`` columns (two of padding each); shorten the
+    last parts first. A part is shown whole or not at all."""
+    chosen = [0] * len(parts)
+
+    def total() -> int:
+        return sum(len(forms[i]) + 2 for (_, forms), i in zip(parts, chosen, strict=True) if forms[i])
+
+    for index in reversed(range(len(parts))):
+        forms = parts[index][1]
+        while width > 0 and total() > width and chosen[index] + 1 < len(forms):
+            chosen[index] += 1
+    for (selector, forms), i in zip(parts, chosen, strict=True):
+        _set(parent, selector, forms[i])
 
 
 def _set(parent: Widget, selector: str, text: str) -> None:
