@@ -43,11 +43,23 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class BudgetInfo:
-    """The team's remaining budget. ``warning`` is set past the soft limit; ``None`` remaining means no budget."""
+    """The team's remaining budget. ``warning`` is set past the soft limit; ``None`` remaining means no budget.
+
+    ``reserved_usd``: what the last request held against the budget while it ran (its worst case), when the backend
+    says; about what the next message may reserve. With less than that left, a message can be refused although the
+    budget shows money left.
+    """
 
     remaining_usd: Decimal | None
     warning: str | None
     team: str
+    reserved_usd: Decimal | None = None
+
+    @property
+    def short_of_reservation(self) -> bool:
+        """Money is left, but less than a message may reserve."""
+        return (self.remaining_usd is not None and self.reserved_usd is not None
+                and 0 < self.remaining_usd < self.reserved_usd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 The proxy tells us more than the OpenAI API does, and this module reads it:
 
-* response headers ``x-hermes-budget-remaining-usd``, ``x-hermes-budget-warning`` and ``x-hermes-reasoning``;
+* response headers ``x-hermes-budget-remaining-usd``, ``x-hermes-budget-warning``, ``x-hermes-reserved-usd`` (what
+  the request holds against the budget), ``x-hermes-prompt-tokens`` (the exact count, shown instead of the local
+  estimate from the first token on) and ``x-hermes-reasoning``;
 * ``delta.reasoning_content`` for the reasoning stream;
 * in the final usage chunk, ``cost`` (USD), ``completion_tokens_details.reasoning_tokens`` and ``estimated``;
 * on ``GET /v1/models``, each model's ``context_window``, ``pricing``, ``simulated`` and ``upstream``.
@@ -14,6 +16,7 @@ Errors become :class:`~tui.backend.BackendError` with a kind the chat can explai
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -37,6 +40,8 @@ BUDGET_REMAINING_HEADER = "x-hermes-budget-remaining-usd"
 BUDGET_WARNING_HEADER = "x-hermes-budget-warning"
 REASONING_HEADER = "x-hermes-reasoning"
 TEAM_HEADER = "x-hermes-team"
+RESERVED_HEADER = "x-hermes-reserved-usd"
+PROMPT_TOKENS_HEADER = "x-hermes-prompt-tokens"
 
 
 class HttpBackend:
@@ -92,7 +97,7 @@ class HttpBackend:
         yield Started(
             model_label=f"{model} · {info.upstream}" if info and info.upstream else model,
             simulated=info.simulated if info else False,
-            prompt_tokens=None,
+            prompt_tokens=_int(raw.headers.get(PROMPT_TOKENS_HEADER)),
             budget=budget,
             reasoning=_parse_bool(raw.headers.get(REASONING_HEADER)),
         )
@@ -131,7 +136,7 @@ class HttpBackend:
         reasoning_tokens = getattr(details, "reasoning_tokens", None) or 0
         cost = _decimal(getattr(usage, "cost", None))
         if budget is not None and budget.remaining_usd is not None and cost is not None:
-            budget = BudgetInfo(budget.remaining_usd - cost, budget.warning, budget.team)
+            budget = replace(budget, remaining_usd=budget.remaining_usd - cost)
             self._budget = budget
         return Finished(
             prompt_tokens=usage.prompt_tokens or 0,
@@ -171,7 +176,15 @@ def _budget_from_headers(headers: Mapping[str, str]) -> BudgetInfo | None:
     warning = headers.get(BUDGET_WARNING_HEADER)
     if remaining is None and warning is None:
         return None
-    return BudgetInfo(remaining_usd=_decimal(remaining), warning=warning or None, team=headers.get(TEAM_HEADER, ""))
+    return BudgetInfo(remaining_usd=_decimal(remaining), warning=warning or None, team=headers.get(TEAM_HEADER, ""),
+                      reserved_usd=_decimal(headers.get(RESERVED_HEADER)))
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _decimal(value: object) -> Decimal | None:

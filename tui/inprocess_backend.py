@@ -123,7 +123,8 @@ class InProcessBackend:
                 assert info is not None
                 remaining = call.remaining_budget_usd()
                 budget = (BudgetInfo(remaining_usd=remaining, warning=info.admission.warning,
-                                     team=self.principal.team.name) if remaining is not None else None)
+                                     team=self.principal.team.name, reserved_usd=info.reserved_usd)
+                          if remaining is not None else None)
                 yield Started(model_label=info.response_model, simulated=info.simulated,
                               prompt_tokens=info.prompt_tokens, budget=budget, reasoning=info.reasoning.enabled)
                 async for piece in call:
@@ -143,7 +144,8 @@ class InProcessBackend:
                 estimated=outcome.usage.estimated,
                 finish_reason=outcome.finish_reason,
                 budget=BudgetInfo(remaining_usd=after, warning=info.admission.warning,
-                                  team=self.principal.team.name) if after is not None else None,
+                                  team=self.principal.team.name, reserved_usd=info.reserved_usd)
+                if after is not None else None,
             )
         except HermesError as exc:
             raise BackendError(exc.message, _kind(exc), status=exc.status) from None

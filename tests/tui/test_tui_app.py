@@ -869,3 +869,18 @@ async def test_small_terminals_keep_the_title_badge_and_numbers_whole(make_app: 
         assert shown("#usage-context") == "ctx 9.4%"
         assert shown("#usage-chat").endswith("$0.0123")
         assert shown("#usage-budget").endswith("$1,234.56 left")
+
+
+async def test_a_budget_shorter_than_a_reservation_says_what_a_message_may_reserve(make_app: AppFactory) -> None:
+    short = BudgetInfo(Decimal("0.25"), None, "default", reserved_usd=Decimal("0.80"))
+    fake = FakeBackend(budget_info=short)
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: fake.calls and idle(app))
+        budget = chat(app).query_one("#usage-budget")
+        assert str(budget.content) == "⚠ budget $0.25 left · a message may reserve $0.80"  # type: ignore[attr-defined]
+        assert budget.has_class("-warning")
+        chat(app).budget = BudgetInfo(Decimal("5.00"), None, "default", reserved_usd=Decimal("0.80"))
+        chat(app).refresh_usage()
+        assert str(budget.content) == "budget $5.00 left"  # type: ignore[attr-defined]

@@ -271,3 +271,23 @@ async def test_the_chat_in_http_mode(aiohttp_server: ServerFactory, store: Store
         assert "$0.0001" in str(screen.query_one("#usage-reply").content)
         assert proxy.requests[0]["reasoning"] is True
     await app.close_backend()
+
+
+async def test_exact_prompt_tokens_and_the_reservation_come_from_the_proxy_headers(
+        aiohttp_server: ServerFactory) -> None:
+    headers = {**BUDGET_HEADERS, "x-hermes-prompt-tokens": "20", "x-hermes-reserved-usd": "0.3000",
+               "x-hermes-budget-remaining-usd": "0.2500"}
+    proxy = FakeProxy(headers=headers)
+    backend = await start(aiohttp_server, proxy)
+    await backend.models()
+    events = await collect(backend)
+    started = events[0]
+    assert isinstance(started, Started)
+    assert started.prompt_tokens == 20  # exact from the first token on, not the local estimate
+    assert started.budget is not None and started.budget.reserved_usd == Decimal("0.3000")
+    assert started.budget.short_of_reservation
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.budget is not None
+    assert finished.budget.reserved_usd == Decimal("0.3000")
+    assert finished.budget.remaining_usd == Decimal("0.24989")
+    await backend.aclose()

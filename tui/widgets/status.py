@@ -136,7 +136,8 @@ class Totals(Horizontal):
         self.query_one("#usage-chat", Static).tooltip = "The conversation's cost so far"
         widget = self.query_one("#usage-budget", Static)
         exhausted = budget is not None and budget.remaining_usd is not None and budget.remaining_usd <= 0
-        warning = budget is not None and budget.warning is not None
+        short = budget is not None and budget.short_of_reservation
+        warning = budget is not None and (budget.warning is not None or short)
         widget.set_class(warning and not exhausted, "-warning")
         widget.set_class(exhausted, "-exhausted")
         if budget is None:
@@ -148,11 +149,18 @@ class Totals(Horizontal):
         else:
             left = format_usd(max(budget.remaining_usd, Decimal(0)), places=2)
             text = f"{left} left" if self.compact else f"budget {left} left"
+        reserve = ""
+        if short and budget.reserved_usd is not None:
+            # money left, but less than a message holds while it runs: the next one may be refused
+            amount = format_usd(budget.reserved_usd, places=2)
+            text += f" · msg holds {amount}" if self.compact else f" · a message may reserve {amount}"
+            reserve = (f"A message holds up to {amount} of the budget while it runs (its worst case); with less "
+                       "left, it may be refused.")
         if exhausted or warning:
             text = "⚠ " + text
         _set(self, "#usage-budget", text)
         team = f"Team {budget.team}: " if budget.team else ""
-        widget.tooltip = team + (budget.warning or "remaining budget")
+        widget.tooltip = team + " ".join(p for p in (budget.warning or "remaining budget", reserve) if p)
 
 
 Part = tuple[str, tuple[str, ...]]  # a selector and its texts, longest first
