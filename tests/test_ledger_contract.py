@@ -756,8 +756,9 @@ async def test_learned_prices_scale_holds_and_are_shared_by_replicas(backend: Ba
     assert await one.learn_price("nous:Hermes-4-405B", D("1.5")) == D("1.5")
     assert await two.learn_price("nous:Hermes-4-405B", D("1.2")) == D("1.5")  # the highest stays
     assert await two.learn_price("openrouter:hermes", D("1.0000000001")) == D("1.000000001")  # rounded up
-    assert await two.learn_price("demo:free", D("0.5")) == 1  # not above the configured price: not stored
-    assert await one.price_factors() == {"nous:Hermes-4-405B": D("1.5"), "openrouter:hermes": D("1.000000001")}
+    assert await two.learn_price("demo:free", D("0.5")) == 1  # at or below the configured price: confirmed as 1
+    assert await one.price_factors() == {"nous:Hermes-4-405B": D("1.5"), "openrouter:hermes": D("1.000000001"),
+                                         "demo:free": D(1)}
 
     policy = team("research", BudgetRule("daily", D("1")))
     admission = await two.reserve(policy, None, D("0.10"), price_keys=["openrouter:hermes", "nous:Hermes-4-405B"],

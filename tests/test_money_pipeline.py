@@ -357,3 +357,34 @@ async def test_a_stream_cut_inside_words_is_neither_capped_nor_estimated(proxy: 
     assert usage["completion_tokens"] == 400 and "estimated" not in usage
     rows, _ = await spent(p)
     assert not rows[0].estimated and rows[0].completion_tokens == 400
+
+
+async def test_a_first_wave_on_a_route_of_unknown_price_cannot_overshoot_the_budget(proxy: ProxyFactory) -> None:
+    # 60 requests at once against a budget that fits about 14 at the configured price; OpenRouter bills 5x that
+    script = Script(dialect="openrouter", openrouter_cost=float(COST * 5), delay_s=0.002)
+    limit = Decimal("0.005")
+    p = await proxy(script, **budget(float(limit), max_tokens=100))
+
+    async def one() -> Decimal | None:
+        response = await p.client.post("/v1/chat/completions", json={"model": "hermes-4-405b", "messages": HELLO})
+        return Decimal(response.headers["x-hermes-cost-usd"]) if response.status == 200 else None
+
+    billed = [b for b in await asyncio.gather(*(one() for _ in range(60))) if b is not None]
+    rows, total = await spent(p)
+    assert total == sum(billed) == len(billed) * COST * 5
+    first_reservation = 31 * PRICE_IN + 100 * PRICE_OUT  # what the revealing request held, about
+    # only the request that revealed the price passed its reservation, by its own difference
+    assert total <= limit + (COST * 5 - first_reservation) + Decimal("0.000001")
+    assert await remaining(p) == limit - total
+
+
+async def test_a_route_confirmed_at_its_configured_price_serves_concurrently(proxy: ProxyFactory) -> None:
+    script = Script(dialect="openrouter", openrouter_cost=float(COST))
+    p = await proxy(script, **budget(1.0, max_tokens=100))
+    responses = await asyncio.gather(*(p.client.post("/v1/chat/completions", json={
+        "model": "hermes-4-405b", "messages": HELLO}) for _ in range(20)))
+    assert [r.status for r in responses] == [200] * 20
+    ledger = p.client.app[LEDGER]  # type: ignore[index]
+    assert list((await ledger.price_factors()).values()) == [Decimal(1)]  # known, as configured
+    rows, total = await spent(p)
+    assert total == 20 * COST and not any(r.learned_price for r in rows)

@@ -107,9 +107,9 @@ class LedgerBackend(ABC):
 
     async def learn_price(self, price_key: str, factor: Decimal) -> Decimal:
         check_price_keys([price_key])
-        stored = price_factor(factor)
-        if stored <= 1:  # only a price above the configured one means anything
-            return max(Decimal(1), (await self.price_factors()).get(price_key, Decimal(1)))
+        # a price at or below the configured one is stored as 1: the route's price is then known (confirmed), and
+        # only a factor above 1 changes what reservations hold
+        stored = max(price_factor(factor), Decimal(1))
         return await self._learn_price(price_key, stored, self._clock())
 
     async def budget_status(

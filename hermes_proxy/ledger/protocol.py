@@ -63,8 +63,8 @@ class Ledger(Protocol):
 
     async def learn_price(self, price_key: str, factor: Decimal) -> Decimal:
         """Remember that ``price_key`` (a route's price) costs ``factor`` times the configured price: the ledger keeps
-        the highest factor seen (rounded up to 1e-9), shared by every process on the store, and returns it. Factors
-        <= 1 are not stored (the one in effect, at least 1, is returned)."""
+        the highest factor seen (rounded up to 1e-9, at least 1), shared by every process on the store, and returns it.
+        A factor <= 1 is stored as 1: the route's price is then confirmed as configured."""
         ...
 
     async def price_factors(self) -> dict[str, Decimal]:

@@ -62,6 +62,8 @@ class ChatCall:
         self._tracked = False
         self._settled = False
         self._keeper: HoldKeeper | None = None
+        self._probe_key: str | None = None
+        self._price_known = False
         self._in_flight: AbstractContextManager[Any] | None = None
 
     @property
@@ -100,6 +102,7 @@ class ChatCall:
         try:
             plan = await self._make_plan()
             self._plan = plan
+            await self._wait_for_price(plan)
             self._admitted = await admit(services, plan, self._principal, self._hold_info(plan))
             self._keeper = HoldKeeper(services.ledger, self._admitted.admission.hold, self._progress,
                                       checkpoint_interval(services.config.ledger.reservation_ttl_s))
@@ -109,6 +112,7 @@ class ChatCall:
                 self._in_flight.__enter__()
         except BaseException:
             self._untrack()
+            self._end_probe(known=False)
             raise
         try:
             self._t_upstream = (time.perf_counter(), None)
@@ -128,6 +132,21 @@ class ChatCall:
             reserved_usd=self._admitted.admission.hold.amount_usd,
             admission=self._admitted.admission, simulated=upstream.simulated, context_window=plan.model.context_window)
         return self
+
+    async def _wait_for_price(self, plan: Plan) -> None:
+        """On a route whose upstream reports its own cost and whose real price is not known yet, wait for the request
+        finding it out, or be that request (see pipeline/probe.py)."""
+        services, primary = self._services, plan.routes[0]
+        if not services.upstreams[primary.upstream].dialect.reports_cost or services.prices.get(primary) is None:
+            return
+        key = price_key(plan, primary)
+        if not services.probes.is_known(key) and await services.probes.enter(key, services.ledger):
+            self._probe_key = key
+
+    def _end_probe(self, *, known: bool) -> None:
+        if self._probe_key is not None:
+            self._services.probes.done(self._probe_key, known=known)
+            self._probe_key = None
 
     def _hold_info(self, plan: Plan) -> HoldInfo:
         key = self._principal.key
@@ -231,7 +250,12 @@ class ChatCall:
         principal, plan, outcome = self._principal, self._plan, self.outcome
         route = self._answer.connection.route if self._answer else None
         admission = self._admitted.admission
-        revealed = await self._learn_price(route, outcome) if route is not None else False
+        revealed = False
+        try:
+            if route is not None:
+                revealed = await self._learn_price(route, outcome)
+        finally:
+            self._end_probe(known=self._price_known)
         record = RequestRecord(
             request_id=self.request_id, started_at=self.started_at, team=principal.team.name,
             key_id=principal.key.id if principal.key else None,
@@ -256,7 +280,8 @@ class ChatCall:
 
     async def _learn_price(self, route: Route, outcome: Outcome) -> bool:
         """When the upstream reported a cost above the route's configured price, the factor is learned in the
-        ledger, so that every replica reserves at the observed rate from now on. True when this request revealed it."""
+        ledger, so that every replica reserves at the observed rate from now on; a request finding out a route's
+        price records it even when it is as configured. True when this request revealed a higher price."""
         assert self._plan is not None and self._admitted is not None
         usage, price = outcome.usage, self._services.prices.get(route)
         if usage.upstream_cost_usd is None or price is None:
@@ -265,14 +290,18 @@ class ChatCall:
         if not configured:
             return False
         factor = usage.upstream_cost_usd / configured
-        if factor <= self._admitted.admission.price_factor * PRICE_RISE_THRESHOLD:
-            return False
+        rises = factor > self._admitted.admission.price_factor * PRICE_RISE_THRESHOLD
         key = price_key(self._plan, route)
+        if not rises and key != self._probe_key:
+            return False
         try:
             learned = await self._services.ledger.learn_price(key, factor)
         except Exception:
             log.exception("request %s: could not record the learned price of %s", self.request_id, key)
-            return True
+            return rises
+        self._price_known = True
+        if not rises:
+            return False
         log.warning("route %s billed %s times its configured price; reservations now use that rate",
                     key, f"{factor:.3f}")
         if self._services.metrics is not None:

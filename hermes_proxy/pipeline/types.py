@@ -14,6 +14,7 @@ from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.base import Admission, KeyRecord, Ledger
 from hermes_proxy.ledger.outbox import Outbox
 from hermes_proxy.metrics import Metrics
+from hermes_proxy.pipeline.probe import PriceProbes
 from hermes_proxy.pricing import Prices
 from hermes_proxy.ratelimit import RateLimiter
 from hermes_proxy.reasoning import ReasoningDecision
@@ -114,3 +115,5 @@ class Services:
     sleep: Callable[[float], Any]
     tracker: CallTracker
     outbox: Outbox | None = None  # where settles the ledger could not write wait for it (None: memory ledger)
+    #: routes whose real price a request is finding out (one at a time per route on this process)
+    probes: PriceProbes = field(default_factory=PriceProbes)

@@ -49,6 +49,8 @@ class Dialect:
     uses_litellm_prices: ClassVar[bool] = False
     #: the host takes ``response_format`` itself (guided decoding); otherwise it becomes an instruction
     native_response_format: ClassVar[bool] = False
+    #: the host reports what each request cost (``usage.cost``), which may be above the configured price
+    reports_cost: ClassVar[bool] = False
 
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config

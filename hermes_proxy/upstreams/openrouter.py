@@ -29,6 +29,7 @@ APP_TITLE = "hermes-proxy"
 class OpenRouterDialect(Dialect):
     kind = "openrouter"
     thinking_prompt = "none"
+    reports_cost = True
 
     def with_reasoning(self, payload: Mapping[str, Any], decision: ReasoningDecision, route: Route) -> dict[str, Any]:
         out = super().with_reasoning(payload, decision, route)
