@@ -235,7 +235,8 @@ def _top(r: TeamReport) -> str:
             tags.append(f'<span class="tag">{esc(q.status)}</span>')
         return " ".join(tags)
 
-    rows = [[esc(f"{q.started_at.astimezone(zone(r.tz)):%Y-%m-%d %H:%M}"), f"<code>{esc(q.request_id)}</code>",
+    rows = [[esc(f"{q.started_at.astimezone(zone(r.tz)):%Y-%m-%d}") + "&nbsp;" +
+             esc(f"{q.started_at.astimezone(zone(r.tz)):%H:%M}"), f"<code>{esc(q.request_id)}</code>",
              esc(q.key_name or q.key_id or "-"), esc(q.model), "on" if q.reasoning else "off",
              f"{q.prompt_tokens:,}", f"{q.completion_tokens:,}", usd(q.cost_usd), marks(q)] for q in r.top]
     return table(["Started", "Request", "Key", "Model", "Reasoning", "Prompt", "Completion", "Cost", "Marked"], rows,
