@@ -370,7 +370,7 @@ async def test_a_first_wave_on_a_route_of_unknown_price_cannot_overshoot_the_bud
         return Decimal(response.headers["x-hermes-cost-usd"]) if response.status == 200 else None
 
     billed = [b for b in await asyncio.gather(*(one() for _ in range(60))) if b is not None]
-    rows, total = await spent(p)
+    _, total = await spent(p)
     assert total == sum(billed) == len(billed) * COST * 5
     first_reservation = 31 * PRICE_IN + 100 * PRICE_OUT  # what the revealing request held, about
     # only the request that revealed the price passed its reservation, by its own difference
