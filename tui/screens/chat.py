@@ -20,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
@@ -59,6 +60,8 @@ def _one_line(text: str, width: int = 70) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
+
+FRAME_S = 1 / 10  # streamed text is drawn at most this often (10 frames a second)
 
 STATE_TEXT = {"waiting": "● waiting…", "thinking": "● thinking", "answering": "● answering"}
 END_TEXT = {"complete": "done", "stopped": "stopped", "error": "failed"}
@@ -106,6 +109,9 @@ class ChatScreen(SavedConversations):
         self._reply_view: AssistantMessage | None = None
         self._reply_worker: Worker[None] | None = None
         self._reply_drawn = False  # the end of the reply is being drawn: Esc no longer stops it
+        self._pending_reasoning = ""  # text that arrived and is drawn at the next frame
+        self._pending_content = ""
+        self._frame_timer: Timer | None = None
         self.last_meter: ReplyMeter | None = None
         self.set_reactive(ChatScreen.reasoning_on, settings.reasoning)
 
@@ -431,18 +437,46 @@ class ChatScreen(SavedConversations):
                 self.notify(f"The gateway turned reasoning {'on' if reply.reasoning_applied else 'off'} for this "
                             "reply (team policy).", severity="warning")
         elif isinstance(event, ReasoningDelta):
-            await view.append_reasoning(event.text, tokens=reply.meter.reasoning_tokens)
+            self._pending_reasoning += event.text
+            self._schedule_frame(reply, view)
+            return
         elif isinstance(event, ContentDelta):
-            await view.append_content(event.text)
+            self._pending_content += event.text
+            self._schedule_frame(reply, view)
+            return
         elif isinstance(event, Finished) and event.budget is not None:
             self.budget = event.budget
         self.refresh_usage()
+
+    def _schedule_frame(self, reply: Reply, view: AssistantMessage) -> None:
+        """Draw the text that arrived at most :data:`FRAME_S` later, with whatever else arrives meanwhile.
+
+        Every change of an answer's height makes Textual lay out the whole screen, whose cost grows with the
+        conversation: drawing each token as it came made a long chat stream slower than a fresh one.
+        """
+        if self._frame_timer is None:
+            self._frame_timer = self.set_timer(FRAME_S, lambda: self._draw_frame(reply, view))
+
+    async def _draw_frame(self, reply: Reply, view: AssistantMessage) -> None:
+        """Draw the text that arrived since the last frame, and the live numbers."""
+        if self._frame_timer is not None:
+            self._frame_timer.stop()
+            self._frame_timer = None
+        reasoning, content = self._pending_reasoning, self._pending_content
+        self._pending_reasoning = self._pending_content = ""
+        if reasoning:
+            await view.append_reasoning(reasoning, tokens=reply.meter.reasoning_tokens)
+        if content:
+            await view.append_content(content)
+        if self.reply is reply:
+            self.refresh_usage()
 
     async def _finish_reply(self, reply: Reply, view: AssistantMessage, result: ReplyResult) -> None:
         """Draw how the reply ended (it is saved already)."""
         if self._reply_drawn or reply is not self.reply:
             return
         self._reply_drawn = True  # from here on, Esc no longer stops the reply (see check_action)
+        await self._draw_frame(reply, view)  # the text that arrived since the last frame
         stored = result.message
         self.last_meter = reply.meter if stored.completion_tokens is not None else None
         try:
