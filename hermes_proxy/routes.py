@@ -25,7 +25,7 @@ from hermes_proxy.errors import (
 )
 from hermes_proxy.json_body import parse_json_body
 from hermes_proxy.ledger.base import usd_text
-from hermes_proxy.pipeline import ChatCall, Piece
+from hermes_proxy.pipeline import ChatCall, Outcome, Piece
 from hermes_proxy.sse import DONE, KEEPALIVE, encode_event
 from hermes_proxy.tools.structured import strip_fence
 
@@ -75,7 +75,7 @@ async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     return web.json_response(to_openai_error(error), status=417)
 
 
-def _request_ids(request: web.Request) -> dict[str, str]:
+def request_ids(request: web.Request) -> dict[str, str]:
     """The id the middleware gave this request is the ledger's when the proxy generated it; a client's own id is only
     a correlation id (it may be reused)."""
     if "x-request-id" in request.headers:
@@ -83,11 +83,11 @@ def _request_ids(request: web.Request) -> dict[str, str]:
     return {"request_id": request[REQUEST_ID]}
 
 
-def _usd(value: Decimal | None) -> str:
+def usd_or_unknown(value: Decimal | None) -> str:
     return "unknown" if value is None else usd_text(value)
 
 
-def _call_headers(call: ChatCall) -> dict[str, str]:
+def call_headers(call: ChatCall) -> dict[str, str]:
     info = call.info
     assert info is not None
     headers = {
@@ -99,17 +99,17 @@ def _call_headers(call: ChatCall) -> dict[str, str]:
         # the ledger's id of this request (x-request-id echoes the client's own when it sent one)
         "x-hermes-request-id": call.request_id,
         # the worst case held against the budget while the request runs
-        "x-hermes-reserved-usd": _usd(info.reserved_usd),
+        "x-hermes-reserved-usd": usd_or_unknown(info.reserved_usd),
     }
     if info.simulated:
         headers["x-hermes-simulated"] = "true"
     plan = call.plan
     if plan is not None and plan.prompt_warning:
-        headers["x-hermes-prompt-warning"] = _header_text(plan.prompt_warning)
+        headers["x-hermes-prompt-warning"] = header_text(plan.prompt_warning)
     admission = info.admission
     remaining = call.remaining_budget_usd()
     if remaining is not None:
-        headers["x-hermes-budget-remaining-usd"] = _usd(remaining)
+        headers["x-hermes-budget-remaining-usd"] = usd_or_unknown(remaining)
     warning = admission.warning
     if warning:
         headers["x-hermes-budget-warning"] = warning
@@ -131,24 +131,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         gateway = current_gateway(request.app)
         call = gateway.chat(body, principal, reasoning_header=request.headers.get("x-hermes-reasoning"),
-                            **_request_ids(request))
+                            **request_ids(request))
         async with call:
             if isinstance(body, dict) and body.get("stream"):
                 return await _stream(request, call, include_usage=_include_usage(body))
             response = await _complete(call)
             # the answer goes out now and the ledger settles right after, as for a stream: the client does not wait
             # for the commit; the reservation holds the budget until then
-            response.headers.update(_call_headers(call))
+            response.headers.update(call_headers(call))
             response.headers["x-hermes-overhead-ms"] = f"{call.overhead_ms:.2f}"
             await response.prepare(request)
             await response.write_eof()
         return response
     except HermesError as error:
-        if (call is None or call.info is None) and current_config(request.app).server.request_log:
-            # refused before any upstream work: still one log line per request (admitted ones log at settle)
-            request_log.info("request", extra={"fields": {
-                "request_id": request[REQUEST_ID], "status": "refused", "http_status": error.status,
-                "error_code": error.code, "error": error.message}})
+        log_refused(request, call, error)
         raise
 
 
@@ -167,7 +163,7 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 
 async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) -> web.StreamResponse:
-    headers = _call_headers(call)
+    headers = call_headers(call)
     headers.update({"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                     "X-Accel-Buffering": "no"})
     info = call.info
@@ -191,7 +187,7 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
         checks = call.checks
         if checks is not None:
             for note in checks.notes:
-                await response.write(f": x-hermes-note: {_header_text(note)}\n\n".encode())
+                await response.write(f": x-hermes-note: {header_text(note)}\n\n".encode())
             if checks.structured_error is not None:
                 invalid = StructuredOutputInvalid(checks.structured_error, param="response_format")
                 call.fail(invalid)
@@ -261,19 +257,32 @@ async def _complete(call: ChatCall) -> web.Response:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
         "usage": outcome.usage.to_openai(outcome.cost_usd),
     }
+    return web.Response(body=json.dumps(body, ensure_ascii=False).encode(), content_type="application/json",
+                        headers=outcome_headers(outcome, checks.notes if checks is not None else []))
+
+
+def outcome_headers(outcome: Outcome, notes: list[str]) -> dict[str, str]:
+    """The money and token headers of a finished, non-streamed answer, and its notes."""
     usage = outcome.usage
     headers = {
-        "x-hermes-cost-usd": _usd(outcome.cost_usd),
+        "x-hermes-cost-usd": usd_or_unknown(outcome.cost_usd),
         "x-hermes-prompt-tokens": str(usage.prompt_tokens),
         "x-hermes-completion-tokens": str(usage.completion_tokens),
         "x-hermes-reasoning-tokens": str(usage.reasoning_tokens),
     }
     if usage.estimated:
         headers["x-hermes-usage-estimated"] = "true"
-    if checks is not None and checks.notes:
-        headers["x-hermes-note"] = _header_text("; ".join(checks.notes))
-    return web.Response(body=json.dumps(body, ensure_ascii=False).encode(), content_type="application/json",
-                        headers=headers)
+    if notes:
+        headers["x-hermes-note"] = header_text("; ".join(notes))
+    return headers
+
+
+def log_refused(request: web.Request, call: ChatCall | None, error: HermesError) -> None:
+    """A request refused before any upstream work still gets its log line (admitted ones log at settle)."""
+    if (call is None or call.info is None) and current_config(request.app).server.request_log:
+        request_log.info("request", extra={"fields": {
+            "request_id": request[REQUEST_ID], "status": "refused", "http_status": error.status,
+            "error_code": error.code, "error": error.message}})
 
 
 def call_body_format(call: ChatCall) -> Any:
@@ -283,7 +292,7 @@ def call_body_format(call: ChatCall) -> Any:
     return form if isinstance(form, dict) and form.get("type") in ("json_object", "json_schema") else None
 
 
-def _header_text(text: str) -> str:
+def header_text(text: str) -> str:
     """``text`` as one line of plain ASCII (a header value or an SSE comment)."""
     return " ".join(text.encode("ascii", "replace").decode().split())[:1000]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hermes_proxy.appkeys import LEDGER, REQUEST_ID, current_config, current_gateway
+from hermes_proxy.appkeys import LEDGER, current_config, current_gateway
 from hermes_proxy.auth import authenticate
 from hermes_proxy.errors import (
     HermesError,
@@ -35,7 +35,15 @@ from hermes_proxy.pipeline import ChatCall
 from hermes_proxy.responses.output import OutputBuilder, failure, response_object, usage_object
 from hermes_proxy.responses.request import ResponsesRequest, chat_body, parse_request
 from hermes_proxy.responses.store import ResponseStore, StoredResponse, open_response_store
-from hermes_proxy.routes import _call_headers, _header_text, _request_ids, _usd, expect_handler, read_json, request_log
+from hermes_proxy.routes import (
+    call_headers,
+    expect_handler,
+    header_text,
+    log_refused,
+    outcome_headers,
+    read_json,
+    request_ids,
+)
 from hermes_proxy.sse import KEEPALIVE
 
 log = logging.getLogger("hermes_proxy")
@@ -81,13 +89,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             history = previous.conversation
         gateway = current_gateway(request.app)
         call = gateway.chat(chat_body(parsed, history), principal,
-                            reasoning_header=request.headers.get("x-hermes-reasoning"), **_request_ids(request))
+                            reasoning_header=request.headers.get("x-hermes-reasoning"), **request_ids(request))
         async with call:
             exchange = _Exchange(request, call, parsed, history, principal.team.name, store)
             if parsed.stream:
                 return await exchange.stream()
             response = await exchange.complete()
-            response.headers.update(_call_headers(call))
+            response.headers.update(call_headers(call))
             response.headers["x-hermes-overhead-ms"] = f"{call.overhead_ms:.2f}"
             await response.prepare(request)
             await response.write_eof()
@@ -95,10 +103,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     except HermesError as error:
         if isinstance(error, InvalidRequest):
             _in_responses_terms(error)
-        if (call is None or call.info is None) and current_config(request.app).server.request_log:
-            request_log.info("request", extra={"fields": {
-                "request_id": request[REQUEST_ID], "status": "refused", "http_status": error.status,
-                "error_code": error.code, "error": error.message}})
+        log_refused(request, call, error)
         raise
 
 
@@ -171,27 +176,17 @@ class _Exchange:
         outcome = call.compute_outcome("ok")
         body = self.response("incomplete" if builder.incomplete else "completed", usage_object(outcome))
         stored = await self.keep(body)
-        usage = outcome.usage
-        headers = {
-            "x-hermes-cost-usd": _usd(outcome.cost_usd),
-            "x-hermes-prompt-tokens": str(usage.prompt_tokens),
-            "x-hermes-completion-tokens": str(usage.completion_tokens),
-            "x-hermes-reasoning-tokens": str(usage.reasoning_tokens),
-        }
-        if usage.estimated:
-            headers["x-hermes-usage-estimated"] = "true"
         notes = list(checks.notes) if checks is not None else []
         if not stored:
             notes.append("the response could not be stored (the ledger database failed); it is not retrievable")
-        if notes:
-            headers["x-hermes-note"] = _header_text("; ".join(notes))
-        return web.Response(body=_JSON.encode(body).encode(), content_type="application/json", headers=headers)
+        return web.Response(body=_JSON.encode(body).encode(), content_type="application/json",
+                            headers=outcome_headers(outcome, notes))
 
     async def stream(self) -> web.StreamResponse:
         builder, call = self.builder, self.call
         info = call.info
         assert info is not None
-        headers = _call_headers(call)
+        headers = call_headers(call)
         headers.update({"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                         "X-Accel-Buffering": "no", "x-hermes-prompt-tokens": str(info.prompt_tokens),
                         "x-hermes-overhead-ms": f"{call.overhead_ms:.2f}"})
@@ -212,7 +207,7 @@ class _Exchange:
             checks = call.checks
             if checks is not None:
                 for note in checks.notes:
-                    await out.write(f": x-hermes-note: {_header_text(note)}\n\n".encode())
+                    await out.write(f": x-hermes-note: {header_text(note)}\n\n".encode())
                 if checks.structured_error is not None:
                     error = StructuredOutputInvalid(checks.structured_error, param="text.format")
                     call.fail(error)
