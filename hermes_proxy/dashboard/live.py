@@ -15,7 +15,7 @@ from hermes_proxy.dashboard.guard import api_viewer, team_of
 from hermes_proxy.money import format_usd
 
 
-def usd_or_unknown(amount: Decimal) -> str:
+def _usd(amount: Decimal) -> str:
     return format_usd(amount, places=4)
 
 
@@ -30,13 +30,13 @@ async def live(request: web.Request) -> web.Response:
         body["in_flight"] = sum(v.in_flight for v in held.values())
         for name, v in held.items():
             body[f"in_flight:{name}"] = v.in_flight
-            body[f"reserved:{name}"] = usd_or_unknown(v.reserved_usd)
+            body[f"reserved:{name}"] = _usd(v.reserved_usd)
         return web.json_response(body, headers={"Cache-Control": "no-store"})
     policy = team_of(request, who, team)
     mine = held.get(policy.name, reads.Live(0, Decimal(0)))
-    body["in_flight"], body["reserved"] = mine.in_flight, usd_or_unknown(mine.reserved_usd)
+    body["in_flight"], body["reserved"] = mine.in_flight, _usd(mine.reserved_usd)
     for b in await ledger.budget_status(policy, now=now, key=who.key):
-        body[f"spent:{b.window}"] = usd_or_unknown(b.spent_usd)
-        body[f"reserved:{b.window}"] = usd_or_unknown(b.reserved_usd)
-        body[f"left:{b.window}"] = usd_or_unknown(b.remaining_usd)
+        body[f"spent:{b.window}"] = _usd(b.spent_usd)
+        body[f"reserved:{b.window}"] = _usd(b.reserved_usd)
+        body[f"left:{b.window}"] = _usd(b.remaining_usd)
     return web.json_response(body, headers={"Cache-Control": "no-store"})
