@@ -30,6 +30,7 @@ from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger import pg_statements as pg
 from hermes_proxy.ledger.admission import admit, usages_for
 from hermes_proxy.ledger.amounts import scaled_hold
+from hermes_proxy.ledger.batching import deliver_admissions, resolve
 from hermes_proxy.ledger.measure import read_measure
 from hermes_proxy.ledger.queries import Codec, hold_values, request_values
 from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord
@@ -97,24 +98,13 @@ class PgGroupAdmission:
                     results = await self._run(conn, batch)
             except asyncio.CancelledError as exc:
                 for item in batch + self._pending:
-                    _resolve(item[6], exc)
+                    resolve(item[6], exc)
                 raise
             except Exception as exc:
                 for item in batch:
-                    _resolve(item[6], exc)
+                    resolve(item[6], exc)
                 continue
-            for item, result in zip(batch, results, strict=True):
-                done = item[6]
-                if done.done():
-                    if isinstance(result, Admission):  # the caller went away meanwhile: free its hold now
-                        task = asyncio.ensure_future(self._release(result.hold))
-                        self._background.add(task)
-                        task.add_done_callback(self._background.discard)
-                    continue
-                if isinstance(result, BaseException):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
+            deliver_admissions([item[6] for item in batch], results, self._release, self._background)
 
     async def _run(self, conn: asyncpg.Connection, batch: list[Pending]) -> list[Admission | HermesError]:
         upto: dict[str, datetime] = {}
@@ -235,22 +225,22 @@ class PgGroupCommit:
                 await self._run(batch)
             except asyncio.CancelledError as exc:
                 for *_, done in batch + self._pending:
-                    _resolve(done, exc)
+                    resolve(done, exc)
                 raise
             except Exception as exc:  # one failure must not lose the others: retry them one by one
                 if len(batch) == 1:
-                    _resolve(batch[0][3], exc)
+                    resolve(batch[0][3], exc)
                     continue
                 for hold, record, cost, done in batch:
                     try:
                         await self._single(hold, record, cost)
                     except Exception as single:
-                        _resolve(done, single)
+                        resolve(done, single)
                     else:
-                        _resolve(done, None)
+                        resolve(done, None)
                 continue
             for *_, done in batch:
-                _resolve(done, None)
+                resolve(done, None)
 
     async def _run(self, batch: list[tuple[Hold, RequestRecord, Decimal | None, asyncio.Future[None]]]) -> None:
         now = self._clock()
@@ -262,12 +252,3 @@ class PgGroupCommit:
             for v in values:
                 if v[0] not in inserted:  # a retry, or the hold expired and was billed: replace the estimate
                     await conn.fetchval(pg.REPLACE_ESTIMATE, *v)
-
-
-def _resolve(done: asyncio.Future[Any], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)

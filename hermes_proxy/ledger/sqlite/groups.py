@@ -15,6 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.errors import LedgerUnavailable
+from hermes_proxy.ledger.batching import deliver_admissions
+from hermes_proxy.ledger.batching import resolve as shared_resolve
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import PURGE_EVERY
 from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord
@@ -68,18 +70,7 @@ class GroupAdmission:
                 for item in batch:
                     resolve(item[6], exc)
                 continue
-            for item, result in zip(batch, results, strict=True):
-                done = item[6]
-                if done.done():
-                    if isinstance(result, Admission):  # the caller went away meanwhile: free its hold now
-                        task = asyncio.ensure_future(self._release(result.hold))
-                        self._background.add(task)
-                        task.add_done_callback(self._background.discard)
-                    continue
-                if isinstance(result, BaseException):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
+            deliver_admissions([item[6] for item in batch], results, self._release, self._background)
 
 
 class GroupCommit:
@@ -132,11 +123,5 @@ class GroupCommit:
 
 
 def resolve(done: asyncio.Future[Any], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    elif isinstance(error, sqlite3.Error):
-        done.set_exception(LedgerUnavailable(f"SQLite ledger: {error}"))
-    else:
-        done.set_exception(error)
+    """As :func:`~hermes_proxy.ledger.batching.resolve`, SQLite's own errors told as the ledger being unavailable."""
+    shared_resolve(done, LedgerUnavailable(f"SQLite ledger: {error}") if isinstance(error, sqlite3.Error) else error)
