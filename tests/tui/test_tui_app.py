@@ -448,10 +448,15 @@ async def test_copy_a_message_and_a_code_block(make_app: AppFactory) -> None:
         await send(pilot, "code please")
         await wait_for(pilot, lambda: fake.calls and idle(app))
         await pilot.pause()
-        await pilot.click("AssistantMessage .copy-link")
+        header = chat(app).query_one("AssistantMessage MessageHeader")
+        await pilot.click(header, offset=(header.content_region.width - 3, 0))  # "⧉ copy", right of the header
         assert app.clipboard == "Here:\n\n```python\nprint('hi')\n```\n"
-        await pilot.click("UserMessage .copy-link")
+        question = chat(app).query_one(UserMessage)
+        await pilot.click(question, offset=(question.content_region.width - 2, 0))
         assert app.clipboard == "code please"
+        app.copy_to_clipboard("")
+        await pilot.click(question, offset=(3, 0))  # "You" is not the link
+        assert app.clipboard == ""
         await pilot.click("AssistantMessage MarkdownFence")
         assert app.clipboard == "print('hi')"
         app.copy_to_clipboard("")
@@ -884,3 +889,19 @@ async def test_a_budget_shorter_than_a_reservation_says_what_a_message_may_reser
         chat(app).budget = BudgetInfo(Decimal("5.00"), None, "default", reserved_usd=Decimal("0.80"))
         chat(app).refresh_usage()
         assert str(budget.content) == "budget $5.00 left"  # type: ignore[attr-defined]
+
+
+async def test_a_finished_turn_is_few_widgets(make_app: AppFactory) -> None:
+    """Every layout walks every widget of the conversation: a user's message is one widget, a header one more."""
+    fake = FakeBackend(scripts=(Script(content=("Short answer.",)),))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: fake.calls and idle(app))
+        question = chat(app).query_one(UserMessage)
+        assert list(question.walk_children()) == []
+        assert "You" in str(question.render_line(0).text) and "⧉ copy" in str(question.render_line(0).text)
+        answer = chat(app).query_one(AssistantMessage)
+        header = answer.query_one("MessageHeader")
+        assert list(header.walk_children()) == []
+        assert "Hermes" in str(header.render_line(0).text)
