@@ -1,6 +1,7 @@
 """hermes-chat: the Textual app. A thin shell around :class:`~tui.screens.chat.ChatScreen`.
 
-The app owns the store, the settings and the backend. The backend is built after the first screen is up (building
+The app owns the store, the settings (the reasoning display and the theme are remembered in the store) and the
+backend. The backend is built after the first screen is up (building
 the in-process gateway or importing the ``openai`` SDK takes a moment), so the chat appears at once and says
 "connecting…" until it is ready.
 """
@@ -13,6 +14,7 @@ from dataclasses import replace
 
 from textual.app import App, SystemCommand
 from textual.screen import Screen
+from textual.theme import Theme
 
 from tui.backend import BackendError, BackendFactory, ChatBackend
 from tui.screens.chat import ChatScreen
@@ -47,6 +49,17 @@ class HermesChatApp(App[None]):
 
     def get_default_screen(self) -> Screen[None]:
         return self.chat_screen
+
+    def on_mount(self) -> None:
+        """The theme chosen last time (ctrl+p → theme) is remembered in the chat database."""
+        saved = self.store.setting("theme")
+        if saved and saved in self.available_themes:
+            self.theme = saved
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if self.store.setting("theme") != theme.name:
+            self.store.set_setting("theme", theme.name)
 
     async def open_backend(self) -> ChatBackend:
         """The backend, built on first use by the factory."""
@@ -89,6 +102,8 @@ class HermesChatApp(App[None]):
         yield SystemCommand("Delete conversation", "Delete this conversation, after confirmation",
                             chat.action_delete)
         yield SystemCommand("System prompt", "Set this conversation's system prompt (F4)", chat.action_system_prompt)
+        yield SystemCommand("Chat settings", "Temperature, max tokens and reasoning of this conversation (F9)",
+                            chat.action_chat_settings)
         yield SystemCommand("Model and upstream", "Pick the model for this conversation (F3)", chat.action_pick_model)
         yield SystemCommand("Export to markdown", "Write this conversation to a .md file (ctrl+s)", chat.action_export)
         yield SystemCommand("Copy last answer", "Copy the last answer to the clipboard (F5)",

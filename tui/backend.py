@@ -130,8 +130,13 @@ class ChatBackend(Protocol):
 
     async def budget(self) -> BudgetInfo | None: ...
 
-    def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool) -> AsyncIterator[StreamEvent]:
-        """Stream one reply. Raises :class:`BackendError`. Cancelling the iteration stops the reply."""
+    def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool,
+               temperature: float | None = None, max_tokens: int | None = None) -> AsyncIterator[StreamEvent]:
+        """Stream one reply. Raises :class:`BackendError`. Cancelling the iteration stops the reply.
+
+        ``temperature`` and ``max_tokens`` are the conversation's settings; ``None`` leaves them out of the request
+        (the model's default, and the proxy's policy for the maximum).
+        """
         ...
 
     async def aclose(self) -> None: ...

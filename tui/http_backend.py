@@ -76,7 +76,13 @@ class HttpBackend:
         """The budget as of the last reply's headers (the proxy reports it per request)."""
         return self._budget
 
-    async def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool) -> AsyncIterator[StreamEvent]:
+    async def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool,
+                     temperature: float | None = None, max_tokens: int | None = None) -> AsyncIterator[StreamEvent]:
+        options: dict[str, Any] = {}  # the conversation's settings; left out (the defaults) when unset
+        if temperature is not None:
+            options["temperature"] = temperature
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
         try:
             raw = await self._client.chat.completions.with_raw_response.create(  # type: ignore[call-overload]
                 model=model,
@@ -84,6 +90,7 @@ class HttpBackend:
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_body={"reasoning": reasoning},
+                **options,
             )
         except openai.APIError as exc:
             raise _backend_error(exc, self.label) from None

@@ -113,9 +113,13 @@ class InProcessBackend:
                        None)
         return BudgetInfo(remaining_usd=tightest.remaining_usd, warning=warning, team=team.name)
 
-    async def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool
-                     ) -> AsyncIterator[StreamEvent]:
-        body = {"model": model, "messages": messages, "stream": True, "reasoning": reasoning}
+    async def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool,
+                     temperature: float | None = None, max_tokens: int | None = None) -> AsyncIterator[StreamEvent]:
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "reasoning": reasoning}
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         call = self.gateway.chat(body, self.principal)
         try:
             async with call:

@@ -1,6 +1,7 @@
 """One assistant reply, from the backend's stream to the saved message: plain Python, no widgets.
 
-A :class:`Reply` is started from the messages to send, a model and the reasoning switch (:meth:`Reply.begin` adds its
+A :class:`Reply` is started from the messages to send, a model, the reasoning switch and the conversation's
+:class:`~tui.settings.ChatParams` (:meth:`Reply.begin` adds its
 row to the store). :meth:`Reply.run` streams it: each event first updates the reply (its text, reasoning and live
 numbers in :attr:`Reply.meter`), then goes to the caller's ``on_event`` to be drawn. :meth:`Reply.stop` stops it; the
 backend bills what arrived and the partial answer is kept. However it ends, the message is saved before ``run``
@@ -34,6 +35,7 @@ from tui.backend import (
     unexpected_error,
 )
 from tui.meter import ReplyMeter
+from tui.settings import NO_PARAMS, ChatParams
 from tui.store import MessageStatus, Store, StoredMessage
 
 EndStatus = Literal["complete", "stopped", "error"]
@@ -64,7 +66,8 @@ class Reply:
 
     def __init__(self, *, backend: ChatBackend, store: Store, conversation_id: int, message_id: int,
                  messages: list[dict[str, Any]], model: str, reasoning: bool, model_info: ModelInfo | None,
-                 clock: Callable[[], float], chat_cost_before: Decimal = Decimal(0)) -> None:
+                 clock: Callable[[], float], chat_cost_before: Decimal = Decimal(0),
+                 params: ChatParams = NO_PARAMS) -> None:
         self.backend = backend
         self.store = store
         self.conversation_id = conversation_id
@@ -72,6 +75,7 @@ class Reply:
         self.messages = messages
         self.model = model
         self.reasoning_on = reasoning
+        self.params = params
         self.meter = ReplyMeter(model_info, estimate_prompt_tokens(messages), clock)
         self.chat_cost_before = chat_cost_before
         self.content = ""
@@ -88,14 +92,15 @@ class Reply:
 
     @classmethod
     def begin(cls, *, backend: ChatBackend, store: Store, conversation_id: int, messages: list[dict[str, Any]],
-              model: str, reasoning: bool, model_info: ModelInfo | None, clock: Callable[[], float]) -> Reply:
+              model: str, reasoning: bool, model_info: ModelInfo | None, clock: Callable[[], float],
+              params: ChatParams = NO_PARAMS) -> Reply:
         """Add the (empty, streaming) assistant message to the conversation and return its reply, not yet run."""
         chat_cost_before = store.conversation_cost(conversation_id)
         row = store.add_message(conversation_id, "assistant", "", model=model, reasoning_on=reasoning,
                                 status="streaming")
         return cls(backend=backend, store=store, conversation_id=conversation_id, message_id=row.id,
                    messages=messages, model=model, reasoning=reasoning, model_info=model_info, clock=clock,
-                   chat_cost_before=chat_cost_before)
+                   chat_cost_before=chat_cost_before, params=params)
 
     # --- state for the screen -------------------------------------------------------------------------------------
 
@@ -143,7 +148,8 @@ class Reply:
         status: EndStatus
         error: BackendError | None = None
         try:
-            stream = self.backend.stream(model=self.model, messages=self.messages, reasoning=self.reasoning_on)
+            stream = self.backend.stream(model=self.model, messages=self.messages, reasoning=self.reasoning_on,
+                                         temperature=self.params.temperature, max_tokens=self.params.max_tokens)
             async for event in stream:
                 self._apply(event)
                 if on_event is not None:

@@ -15,6 +15,51 @@ SHOW_REASONING_HELP = MappingProxyType({
 })
 
 
+TEMPERATURE_RANGE = (0.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatParams:
+    """A conversation's sampling settings, sent with each of its requests; ``None``: left out (the default)."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    def summary(self, *, compact: bool = False) -> str:
+        """``temp 0.7 · max 512`` (``t0.7 ≤512`` when ``compact``); empty when nothing is set."""
+        parts = []
+        if self.temperature is not None:
+            parts.append(f"{'t' if compact else 'temp '}{self.temperature:g}")
+        if self.max_tokens is not None:
+            parts.append(f"{'≤' if compact else 'max '}{self.max_tokens:,}")
+        return (" " if compact else " · ").join(parts)
+
+
+NO_PARAMS = ChatParams()
+
+
+def parse_params(temperature: str, max_tokens: str) -> ChatParams:
+    """Read the settings dialog's fields (blank: the default); ``ValueError`` says what is wrong, for the user."""
+    temp: float | None = None
+    if temperature.strip():
+        try:
+            temp = float(temperature)
+        except ValueError:
+            raise ValueError(f"Temperature must be a number from 0 to 2, not {temperature.strip()!r}.") from None
+        low, high = TEMPERATURE_RANGE
+        if not low <= temp <= high:
+            raise ValueError(f"Temperature must be from 0 to 2, not {temp:g}.")
+    limit: int | None = None
+    if max_tokens.strip():
+        try:
+            limit = int(max_tokens.strip().replace(",", "").replace("_", ""))
+        except ValueError:
+            raise ValueError(f"Max tokens must be a whole number, not {max_tokens.strip()!r}.") from None
+        if limit < 1:
+            raise ValueError("Max tokens must be at least 1.")
+    return ChatParams(temp, limit)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
     """``model``: the alias for new conversations (``None``: the backend's first). ``reasoning``: the switch at start.

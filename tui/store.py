@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import platformdirs
 
+from tui.settings import NO_PARAMS, ChatParams
+
 Role = Literal["user", "assistant", "tool"]
 MessageStatus = Literal["complete", "streaming", "stopped", "error"]
 Clock = Callable[[], datetime]
@@ -125,8 +127,16 @@ def m004_tool_messages(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX messages_by_conversation ON messages (conversation_id, id)")
 
 
+def m005_conversation_settings(db: sqlite3.Connection) -> None:
+    """Per-conversation settings sent with each request: temperature, max tokens, the reasoning switch (NULL: unset,
+    the default)."""
+    for column in ("temperature REAL", "max_tokens INTEGER", "reasoning INTEGER"):
+        db.execute(f"ALTER TABLE conversations ADD COLUMN {column}")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    m001_conversations_and_messages, m002_settings, m003_replaced_cost, m004_tool_messages)
+    m001_conversations_and_messages, m002_settings, m003_replaced_cost, m004_tool_messages,
+    m005_conversation_settings)
 
 
 # --- records ------------------------------------------------------------------------------------------------------
@@ -140,6 +150,8 @@ class Conversation:
     system_prompt: str
     created_at: datetime
     updated_at: datetime
+    params: ChatParams = NO_PARAMS  # temperature and max tokens sent with each request
+    reasoning: bool | None = None  # the reasoning switch as last set in this conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +260,15 @@ class Store:
 
     # --- conversations --------------------------------------------------------------------------------------------
 
-    def create_conversation(self, title: str, *, model: str | None = None, system_prompt: str = "") -> Conversation:
+    def create_conversation(self, title: str, *, model: str | None = None, system_prompt: str = "",
+                            params: ChatParams = NO_PARAMS, reasoning: bool | None = None) -> Conversation:
         stamp = self._stamp()
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (title, model, system_prompt, stamp, stamp),
+                "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at, temperature,"
+                " max_tokens, reasoning) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (title, model, system_prompt, stamp, stamp, params.temperature, params.max_tokens,
+                 None if reasoning is None else int(reasoning)),
             )
         assert cursor.lastrowid is not None
         return self.conversation(cursor.lastrowid)
@@ -265,6 +280,8 @@ class Store:
         return Conversation(
             id=row["id"], title=row["title"], model=row["model"], system_prompt=row["system_prompt"],
             created_at=_parse_time(row["created_at"]), updated_at=_parse_time(row["updated_at"]),
+            params=ChatParams(row["temperature"], row["max_tokens"]),
+            reasoning=None if row["reasoning"] is None else bool(row["reasoning"]),
         )
 
     def conversations(self, search: str | None = None, *, limit: int = 500) -> list[ConversationSummary]:
@@ -305,8 +322,15 @@ class Store:
     def set_model(self, conversation_id: int, model: str | None) -> None:
         self._update_conversation(conversation_id, "model", model)
 
+    def set_params(self, conversation_id: int, params: ChatParams) -> None:
+        self._update_conversation(conversation_id, "temperature", params.temperature)
+        self._update_conversation(conversation_id, "max_tokens", params.max_tokens)
+
+    def set_reasoning(self, conversation_id: int, on: bool) -> None:
+        self._update_conversation(conversation_id, "reasoning", int(on))
+
     def _update_conversation(self, conversation_id: int, column: str, value: object) -> None:
-        assert column in ("title", "system_prompt", "model")
+        assert column in ("title", "system_prompt", "model", "temperature", "max_tokens", "reasoning")
         with self._transaction() as db:
             cursor = db.execute(f"UPDATE conversations SET {column} = ?, updated_at = ? WHERE id = ?",
                                 (value, self._stamp(), conversation_id))
@@ -333,15 +357,18 @@ class Store:
         The cost of the messages before ``billed_from`` (a message id) stays with the original only: in the copy those
         messages keep their text and tokens but no cost, so that nothing is counted twice.
         """
-        original = self.conversation(conversation_id)
         stamp = self._stamp()
         columns = ("role, content, reasoning, model, reasoning_on, status, error, error_kind, prompt_tokens,"
                    " completion_tokens, reasoning_tokens, estimated, finish_reason, created_at, tool_calls, tool_call_id")
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (title, original.model, original.system_prompt, original.created_at.isoformat(), stamp),
+                "INSERT INTO conversations (title, model, system_prompt, created_at, updated_at, temperature,"
+                " max_tokens, reasoning) SELECT ?, model, system_prompt, created_at, ?, temperature, max_tokens,"
+                " reasoning FROM conversations WHERE id = ?",
+                (title, stamp, conversation_id),
             )
+            if cursor.rowcount == 0:
+                raise KeyError(conversation_id)
             copy_id = cursor.lastrowid
             db.execute(
                 f"INSERT INTO messages (conversation_id, {columns}, cost_usd)"

@@ -71,6 +71,8 @@ class Call:
     model: str
     messages: list[dict[str, Any]]
     reasoning: bool
+    temperature: float | None = None
+    max_tokens: int | None = None
     chunks_sent: int = 0
     outcome: Literal["finished", "stopped", "failed"] | None = None
     sent_text: str = ""
@@ -100,9 +102,11 @@ class FakeBackend:
     async def aclose(self) -> None:
         self.closed = True
 
-    def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool) -> AsyncIterator[StreamEvent]:
+    def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool,
+               temperature: float | None = None, max_tokens: int | None = None) -> AsyncIterator[StreamEvent]:
         script = self.scripts[min(len(self.calls), len(self.scripts) - 1)]
-        call = Call(model=model, messages=copy.deepcopy(messages), reasoning=reasoning)
+        call = Call(model=model, messages=copy.deepcopy(messages), reasoning=reasoning, temperature=temperature,
+                    max_tokens=max_tokens)
         self.calls.append(call)
         return self._play(script, call)
 

@@ -233,8 +233,8 @@ async def test_the_gateway_turning_reasoning_off_is_reported(store: Store) -> No
     budget = BudgetInfo(remaining_usd=Decimal("3.50"), warning="past the soft limit", team="research")
 
     class PolicyBackend(FakeBackend):
-        def stream(self, *, model: str, messages: list[dict[str, Any]],
-                   reasoning: bool) -> AsyncIterator[StreamEvent]:
+        def stream(self, *, model: str, messages: list[dict[str, Any]], reasoning: bool,
+                   temperature: float | None = None, max_tokens: int | None = None) -> AsyncIterator[StreamEvent]:
             async def play() -> AsyncIterator[StreamEvent]:
                 yield Started(model_label=model, simulated=False, prompt_tokens=9, budget=None, reasoning=False)
                 yield ContentDelta("No thinking allowed.")

@@ -291,3 +291,16 @@ async def test_exact_prompt_tokens_and_the_reservation_come_from_the_proxy_heade
     assert finished.budget.reserved_usd == Decimal("0.3000")
     assert finished.budget.remaining_usd == Decimal("0.24989")
     await backend.aclose()
+
+
+async def test_the_conversations_temperature_and_max_tokens_are_sent_only_when_set(
+        aiohttp_server: ServerFactory) -> None:
+    proxy = FakeProxy()
+    backend = await start(aiohttp_server, proxy)
+    messages = [{"role": "user", "content": "hi"}]
+    [e async for e in backend.stream(model="hermes-4-405b", messages=messages, reasoning=False,
+                                     temperature=0.3, max_tokens=256)]
+    [e async for e in backend.stream(model="hermes-4-405b", messages=messages, reasoning=False)]
+    assert proxy.requests[0]["temperature"] == 0.3 and proxy.requests[0]["max_tokens"] == 256
+    assert "temperature" not in proxy.requests[1] and "max_tokens" not in proxy.requests[1]
+    await backend.aclose()

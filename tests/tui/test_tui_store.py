@@ -155,3 +155,21 @@ def test_recent_prompts_are_distinct_oldest_first(store: Store) -> None:
     store.add_message(one.id, "assistant", "not a prompt")
     assert store.recent_prompts() == ["b", "a", "c"]
     assert store.recent_prompts(limit=2) == ["a", "c"]
+
+
+def test_conversation_settings_are_saved_and_copied_with_a_branch(tmp_path: Path) -> None:
+    from tui.settings import ChatParams
+
+    store = Store.open(tmp_path / "chats.sqlite3")
+    assert "m005_conversation_settings" in store.applied_migrations()
+    plain = store.create_conversation("plain")
+    assert plain.params == ChatParams() and plain.reasoning is None
+    chat = store.create_conversation("tuned", params=ChatParams(0.2, 100), reasoning=True)
+    store.set_params(chat.id, ChatParams(None, 300))
+    store.set_reasoning(chat.id, False)
+    saved = store.conversation(chat.id)
+    assert saved.params == ChatParams(None, 300) and saved.reasoning is False
+    question = store.add_message(chat.id, "user", "hi")
+    branch = store.copy_conversation(chat.id, "tuned (earlier branch)", billed_from=question.id)
+    assert branch.params == ChatParams(None, 300) and branch.reasoning is False
+    store.close()

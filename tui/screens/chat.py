@@ -12,14 +12,13 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
@@ -35,15 +34,11 @@ from tui.backend import (
     Started,
     StreamEvent,
     error_title,
-    unexpected_error,
 )
 from tui.meter import ReplyMeter
 from tui.reply import Reply, ReplyResult
-from tui.screens.conversations import SavedConversations
-from tui.screens.dialogs import ChoiceScreen, TextPromptScreen
-from tui.screens.help import HelpScreen
-from tui.screens.model_picker import ModelPickerScreen
-from tui.settings import SHOW_REASONING_HELP, ChatSettings, ShowReasoning
+from tui.screens.chat_backend import BackendLink
+from tui.settings import NO_PARAMS, ChatSettings
 from tui.store import Conversation, Store, StoredMessage
 from tui.transcript import chat_messages, conversation_title, message_meta
 from tui.widgets.conversation import ConversationView, reply_label, stored_label
@@ -51,15 +46,7 @@ from tui.widgets.conversation_list import Sidebar
 from tui.widgets.header import ChatHeader
 from tui.widgets.messages import AssistantMessage, UserMessage
 from tui.widgets.prompt import PromptInput
-from tui.widgets.status import ModelButton, ReasoningSwitch, Totals, UsageBar
-
-if TYPE_CHECKING:
-    from tui.app import HermesChatApp
-
-def _one_line(text: str, width: int = 70) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
-
+from tui.widgets.status import ChatParamsButton, ModelButton, ReasoningSwitch, Totals, UsageBar
 
 FRAME_S = 1 / 10  # streamed text is drawn at most this often (10 frames a second)
 
@@ -67,7 +54,7 @@ STATE_TEXT = {"waiting": "● waiting…", "thinking": "● thinking", "answerin
 END_TEXT = {"complete": "done", "stopped": "stopped", "error": "failed"}
 
 
-class ChatScreen(SavedConversations):
+class ChatScreen(BackendLink):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop", priority=True),
         Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
@@ -79,6 +66,7 @@ class ChatScreen(SavedConversations):
         Binding("f2", "rename", "Rename"),
         Binding("f3", "pick_model", "Model"),
         Binding("f4", "system_prompt", "System"),
+        Binding("f9", "chat_settings", "Settings", show=False),
         Binding("ctrl+s", "export", "Export"),
         Binding("f5", "copy_last_answer", "Copy", show=False),
         Binding("f6", "copy_last_code", "Copy code", show=False, priority=True),
@@ -89,8 +77,6 @@ class ChatScreen(SavedConversations):
         Binding("f8", "edit", "Edit", show=False),
         Binding("f1", "help", "Help"),
     ]
-
-    reasoning_on: reactive[bool] = reactive(False)
 
     def __init__(self, *, store: Store, settings: ChatSettings, monotonic: Callable[[], float]) -> None:
         super().__init__()
@@ -105,6 +91,7 @@ class ChatScreen(SavedConversations):
         self.budget: BudgetInfo | None = None
         self.conversation: Conversation | None = None
         self.draft_system_prompt = ""
+        self.draft_params = NO_PARAMS
         self.reply: Reply | None = None  # the reply streaming, until its end is drawn
         self._reply_view: AssistantMessage | None = None
         self._reply_worker: Worker[None] | None = None
@@ -114,10 +101,6 @@ class ChatScreen(SavedConversations):
         self._frame_timer: Timer | None = None
         self.last_meter: ReplyMeter | None = None
         self.set_reactive(ChatScreen.reasoning_on, settings.reasoning)
-
-    @property
-    def chat_app(self) -> HermesChatApp:
-        return self.app  # type: ignore[return-value]
 
     # --- layout ---------------------------------------------------------------------------------------------------
 
@@ -130,6 +113,7 @@ class ChatScreen(SavedConversations):
                 with Horizontal(id="controls"):
                     yield ReasoningSwitch(self.reasoning_on, id="reasoning-toggle")
                     yield ModelButton(id="model-button")
+                    yield ChatParamsButton(id="chat-params")
                     yield Totals(id="totals")
                 yield PromptInput(id="prompt", send_key=self.settings.send_key,
                                   newline_keys=self.settings.newline_keys,
@@ -144,6 +128,7 @@ class ChatScreen(SavedConversations):
             if totals.compact != compact:
                 totals.compact = compact
                 self.refresh_usage()
+            self.query_one(ChatParamsButton).show(self.chat_params, compact=compact)
 
     def _keys_hint(self) -> str:
         send = "Enter" if self.settings.send_key == "enter" else self.settings.send_key
@@ -160,87 +145,6 @@ class ChatScreen(SavedConversations):
         self._show_model()
         self.refresh_usage(state="connecting…")
         self.run_worker(self._connect(), name="connect", group="connect", exit_on_error=False)
-
-    # --- connecting -----------------------------------------------------------------------------------------------
-
-    async def _connect(self) -> None:
-        header = self.query_one(ChatHeader)
-        try:
-            backend = await self.chat_app.open_backend()
-        except BackendError as exc:
-            self._connection_failed(exc)
-            return
-        except Exception as exc:  # the backend could not be built at all: say so, keep the saved chats usable
-            self._connection_failed(unexpected_error(exc))
-            return
-        self.backend = backend
-        header.backend_label = backend.label
-        await self._load_models()
-        await self._refresh_budget()
-        self.refresh_usage()
-        if backend.simulated:
-            self.notify("Answers come from the simulated Hermes on the demo upstream, not a real model. "
-                        "Configure an upstream key for real answers.", title="Simulated", severity="warning",
-                        timeout=6)
-
-    async def _load_models(self) -> bool:
-        """List the backend's models; on failure say why (in the conversation too) and keep going."""
-        assert self.backend is not None
-        try:
-            models = await self.backend.models()
-        except Exception as exc:
-            error = unexpected_error(exc)
-            self.models_error = error
-            self.notify(f"Cannot list the models: {error.message}", title=error_title(error.kind), severity="error",
-                        timeout=8)
-            self._show_model()
-            return False
-        self.models_error = None
-        self.models = {m.alias: m for m in models}
-        if self.model_alias not in self.models and models:
-            if self.model_alias is not None:
-                self.notify(f"Model {self.model_alias!r} is not available here; using {models[0].alias!r}.",
-                            severity="warning")
-            self.model_alias = models[0].alias
-        self._show_model()
-        return True
-
-    def _connection_failed(self, error: BackendError) -> None:
-        self.connection_error = error
-        self.query_one(ChatHeader).backend_label = "not connected"
-        self.refresh_usage(state="not connected")
-        self.query_one(ConversationView).add_error(error)
-        self.notify(error.message, title=f"Cannot start the chat: {error_title(error.kind)}", severity="error",
-                    timeout=10)
-
-    async def _refresh_budget(self) -> None:
-        if self.backend is None:
-            return
-        try:
-            budget = await self.backend.budget()
-        except Exception:  # the budget is informative; a failure to read it must not disturb the chat
-            return
-        if budget is not None:
-            self.budget = budget
-
-    # --- model ----------------------------------------------------------------------------------------------------
-
-    @property
-    def model_info(self) -> ModelInfo | None:
-        return self.models.get(self.model_alias) if self.model_alias else None
-
-    def _show_model(self) -> None:
-        info = self.model_info
-        simulated = bool(info.simulated) if info else bool(self.backend and self.backend.simulated)
-        self.query_one(ModelButton).show(self.model_alias, info.upstream if info else None, simulated)
-        self.query_one(ChatHeader).simulated = simulated or bool(self.backend and self.backend.simulated)
-
-    def set_model(self, alias: str) -> None:
-        self.model_alias = alias
-        if self.conversation is not None:
-            self.store.set_model(self.conversation.id, alias)
-            self.conversation = self.store.conversation(self.conversation.id)
-        self._show_model()
 
     # --- conversations --------------------------------------------------------------------------------------------
 
@@ -266,6 +170,9 @@ class ChatScreen(SavedConversations):
             return
         self.conversation = conversation
         self.last_meter = None
+        if conversation.reasoning is not None:
+            self.reasoning_on = conversation.reasoning
+        self.show_params()
         if conversation.model:
             if not self.models or conversation.model in self.models:
                 self.model_alias = conversation.model
@@ -283,6 +190,8 @@ class ChatScreen(SavedConversations):
             return
         self.conversation = None
         self.draft_system_prompt = ""
+        self.reset_draft_params()  # the reasoning switch stays as it is
+        self.show_params()
         self.last_meter = None
         await self.show_conversation()
         self.refresh_conversations()
@@ -324,7 +233,8 @@ class ChatScreen(SavedConversations):
 
         if self.conversation is None:
             self.conversation = self.store.create_conversation(
-                conversation_title(text), model=model, system_prompt=self.draft_system_prompt)
+                conversation_title(text), model=model, system_prompt=self.draft_system_prompt,
+                params=self.draft_params, reasoning=self.reasoning_on)
             self.query_one(ChatHeader).chat_title = self.conversation.title
         user_row = self.store.add_message(self.conversation.id, "user", text)
         prompt.remember(text)
@@ -359,7 +269,7 @@ class ChatScreen(SavedConversations):
         info = self.models.get(model)
         reply = Reply.begin(backend=self.backend, store=self.store, conversation_id=conversation.id,
                             messages=messages, model=model, reasoning=self.reasoning_on, model_info=info,
-                            clock=self.monotonic)
+                            clock=self.monotonic, params=conversation.params)
 
         view = AssistantMessage(
             label=reply_label(model, info.upstream if info else None, info.simulated if info else False),
@@ -556,8 +466,13 @@ class ChatScreen(SavedConversations):
         self.reasoning_on = not self.reasoning_on
 
     def watch_reasoning_on(self, on: bool) -> None:
+        """Show the switch; it is saved with the conversation (opening it again brings it back)."""
         with suppress(NoMatches):
             self.query_one(ReasoningSwitch).on = on
+        conversation = self.conversation
+        if conversation is not None and conversation.reasoning != on:
+            self.store.set_reasoning(conversation.id, on)
+            self.conversation = replace(conversation, reasoning=on)
 
     @on(ReasoningSwitch.Pressed)
     def _switch_pressed(self, event: ReasoningSwitch.Pressed) -> None:
@@ -571,119 +486,3 @@ class ChatScreen(SavedConversations):
 
     async def action_new_chat(self) -> None:
         await self.new_chat()
-
-    def action_pick_model(self) -> None:
-        def picked(alias: str | None) -> None:
-            if alias:
-                self.set_model(alias)
-                self.notify(f"Model: {alias}")
-
-        self.app.push_screen(ModelPickerScreen(list(self.models.values()), self.model_alias), picked)
-
-    def action_copy_last_answer(self) -> None:
-        answer = self.query_one(ConversationView).last_answer()
-        if answer is None:
-            self.notify("No answer to copy yet.", severity="warning")
-            return
-        self.app.copy_to_clipboard(answer)
-        self.notify("Answer copied to the clipboard.")
-
-    def action_copy_last_code(self) -> None:
-        code = self.query_one(ConversationView).last_code_block()
-        if code is None:
-            self.notify("No code block in this conversation.", severity="warning")
-            return
-        self.app.copy_to_clipboard(code)
-        self.notify("Code block copied to the clipboard.")
-
-    def action_reasoning_display(self, mode: str) -> None:
-        if mode not in SHOW_REASONING_HELP:
-            return
-        show: ShowReasoning = mode  # type: ignore[assignment]
-        self.settings = replace(self.settings, show_reasoning=show)
-        self.store.set_setting("show_reasoning", show)
-        self.query_one(ConversationView).apply_mode(show)
-        self.notify(f"Reasoning display: {mode} ({SHOW_REASONING_HELP[mode]}).")
-
-    @on(PromptInput.ScrollRequested)
-    def _prompt_scroll(self, event: PromptInput.ScrollRequested) -> None:
-        event.stop()
-        self.action_scroll_conversation("page_up" if event.direction < 0 else "page_down")
-
-    def action_scroll_conversation(self, where: str) -> None:
-        """Scroll the conversation from the keyboard (the prompt keeps the focus); the end follows new text again."""
-        view = self.query_one(ConversationView)
-        if where == "page_up":
-            view.scroll_page_up(animate=False)
-        elif where == "page_down":
-            view.scroll_page_down(animate=False)
-        elif where == "home":
-            view.scroll_home(animate=False)
-        else:
-            view.anchor()
-
-    def action_toggle_last_reasoning(self) -> None:
-        """Fold or unfold the reasoning of the last answer that has some."""
-        answer = next((a for a in reversed(self.query_one(ConversationView).answers()) if a.reasoning), None)
-        if answer is None:
-            self.notify("No reasoning to unfold in this conversation.", severity="warning")
-            return
-        block = answer.block
-        if not block.display:
-            self.notify("The reasoning display is 'never' (ctrl+p → Reasoning display to change it).",
-                        severity="warning")
-            return
-        block.collapsed = not block.collapsed
-        if not block.collapsed:
-            self.query_one(ConversationView).scroll_to_widget(block, animate=False, top=True)
-
-    async def action_regenerate(self) -> None:
-        await self.regenerate()
-
-    async def action_regenerate_with(self, reasoning: bool) -> None:
-        """Regenerate the last answer with reasoning on or off (the switch stays so for the next messages)."""
-        if self.reply is None:
-            self.reasoning_on = reasoning
-        await self.regenerate()
-
-    def action_edit(self) -> None:
-        """Pick one of your messages, edit it, and continue the conversation from there."""
-        if self.reply is not None:
-            self.notify("A reply is streaming: press Esc to stop it first.", severity="warning")
-            return
-        conversation = self.conversation
-        history = self.store.messages(conversation.id) if conversation else []
-        questions = [m for m in reversed(history) if m.role == "user"]
-        if conversation is None or not questions:
-            self.notify("Nothing to edit yet: send a message first.", severity="warning")
-            return
-
-        def chosen(index: int | None) -> None:
-            if index is None:
-                return
-            question = questions[index]
-
-            async def edited(text: str | None) -> None:
-                if text is None or not text.strip():
-                    return
-
-                async def branch(choice: int | None) -> None:
-                    if choice is not None:
-                        await self.edit_message(question.id, text, keep_branch=choice == 0)
-
-                self.app.push_screen(ChoiceScreen(
-                    "The conversation after this message will be replaced. The earlier branch:",
-                    [f"Keep it, as the saved conversation “{conversation.title} (earlier branch)”",
-                     "Discard it"],
-                ), branch)
-
-            self.app.push_screen(TextPromptScreen(
-                "Edit your message", question.content, multiline=True, action_label="Send",
-                help_text="ctrl+s sends it and the conversation continues from here; Esc cancels.",
-            ), edited)
-
-        self.app.push_screen(ChoiceScreen("Edit which message? (newest first)",
-                                          [_one_line(q.content) for q in questions]), chosen)
-
-    def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.settings))

@@ -1,4 +1,4 @@
-"""The controls under the conversation: the reasoning switch, the model button and the live numbers."""
+"""The controls under the conversation: reasoning switch, model button, chat settings and live numbers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from textual.widgets import Static
 from hermes_proxy.money import format_usd
 from tui.backend import BudgetInfo, format_tokens, format_window
 from tui.meter import ReplyMeter
+from tui.settings import ChatParams
 
 
 class ReasoningSwitch(Static):
@@ -67,6 +68,29 @@ class ModelButton(Static):
             text += f" · {upstream}"
         self.set_class(simulated, "-simulated")
         self.update(text)
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.post_message(self.Pressed())
+
+
+class ChatParamsButton(Static):
+    """The conversation's settings when any is set (``temp 0.7 · max 512``); click it, or press F9, to change them."""
+
+    ALLOW_SELECT = False
+
+    class Pressed(Message):
+        """The button was clicked."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.tooltip = "This conversation's settings (F9)"
+        self.display = False
+
+    def show(self, params: ChatParams, *, compact: bool = False) -> None:
+        text = params.summary(compact=compact)
+        self.update(text)
+        self.display = bool(text)
 
     def on_click(self, event: events.Click) -> None:
         event.stop()
