@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from hermes_proxy.admin import add_admin_routes
-from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, OUTBOX, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
+from hermes_proxy.alerts import AlertSender, BudgetAlerts, open_alert_store
+from hermes_proxy.appkeys import ALERTS, CONFIG, LEDGER, METRICS, OUTBOX, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
 from hermes_proxy.config import Config, default_data_dir
 from hermes_proxy.cors import install_cors
 from hermes_proxy.dashboard import add_dashboard_routes
@@ -92,13 +93,14 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
 def build_gateway(config: Config, ledger: Ledger, counter: TokenCounter, *,
                   prices: Prices | None = None,
                   rate_limiter: RateLimiter | None = None, metrics: Metrics | None = None,
-                  sleep: Callable[[float], Any] | None = None, outbox: Outbox | None = None) -> Gateway:
+                  sleep: Callable[[float], Any] | None = None, outbox: Outbox | None = None,
+                  alerts: BudgetAlerts | None = None) -> Gateway:
     # an upstream left out for want of its API key gets no client: no route uses it, /readyz does not probe it
     upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams if not u.missing_key}
     kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     return Gateway(config, upstreams=upstreams, ledger=ledger, counter=counter,
                    prices=prices if prices is not None else resolve_prices(config), rate_limiter=rate_limiter,
-                   metrics=metrics, outbox=outbox, **kwargs)
+                   metrics=metrics, outbox=outbox, alerts=alerts, **kwargs)
 
 
 def create_app(
@@ -148,13 +150,24 @@ def create_app(
         runtime.gateway = build_gateway(config, app[LEDGER], tokens, prices=prices,
                                         rate_limiter=app[RATE_LIMITER],
                                         metrics=app[METRICS] if config.server.metrics else None, sleep=sleep,
-                                        outbox=app[OUTBOX])
+                                        outbox=app[OUTBOX], alerts=app[ALERTS])
         reload_on_sighup(app, tokens, sleep=sleep)
         yield
         stop_reloading(app)
         for task in list(runtime.tasks):
             await task
         await runtime.gateway.aclose()
+
+    async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+        # budget alerts: requests insert into the outbox in the ledger's database; this task posts them
+        alerts = app[ALERTS] = BudgetAlerts(open_alert_store(app[LEDGER]))
+        sender = asyncio.create_task(AlertSender(
+            alerts.store, alerts.wake, lambda: app[RUNTIME].config,
+            metrics=app[METRICS] if config.server.metrics else None).run())
+        yield
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
 
     async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = open_rate_limiter(config.rate_limits)
@@ -166,6 +179,7 @@ def create_app(
 
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(outbox_ctx)
+    app.cleanup_ctx.append(alerts_ctx)
     app.cleanup_ctx.append(rate_limiter_ctx)
     app.cleanup_ctx.append(gateway_ctx)
     # an Expect header is answered before the middlewares run: every route gets the JSON-answering handler

@@ -98,6 +98,8 @@ class Metrics:
                                   ["from_upstream", "to_upstream"], registry=r)
         self._refused = Counter("hermes_refused_requests", "Requests refused before reaching an upstream.",
                                 ["team", "model", "reason"], registry=r)
+        self._alerts = Counter("hermes_budget_alerts", "Budget-alert webhook posts, by team and result (sent: "
+                               "accepted; failed: an attempt that will be retried).", ["team", "result"], registry=r)
         limit = max_label_values
         self._team = _Bounded(limit)
         self._model = _Bounded(limit)
@@ -198,6 +200,10 @@ class Metrics:
         label = self._route(route)
         self._price_factor.labels(label).set(float(factor))
         self._price_rises.labels(label).inc()
+
+    def alert_delivered(self, *, team: str, ok: bool) -> None:
+        """One budget-alert webhook post: accepted (``sent``) or failed (retried later)."""
+        self._alerts.labels(self._team(team), "sent" if ok else "failed").inc()
 
     # --- exposition -------------------------------------------------------------------------------------------
 

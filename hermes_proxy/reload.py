@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hermes_proxy.appkeys import LEDGER, METRICS, OUTBOX, RATE_LIMITER, RUNTIME
+from hermes_proxy.appkeys import ALERTS, LEDGER, METRICS, OUTBOX, RATE_LIMITER, RUNTIME
 from hermes_proxy.config import Config, load_config
 from hermes_proxy.errors import HermesError
 from hermes_proxy.pipeline import Gateway
@@ -59,7 +59,7 @@ async def reload_config(app: web.Application, counter: TokenCounter, *,
     try:
         new_config = await asyncio.to_thread(load_config, old_config.source)
         gateway = await asyncio.to_thread(
-            build_gateway, new_config, app[LEDGER], counter, sleep=sleep, outbox=app.get(OUTBOX),
+            build_gateway, new_config, app[LEDGER], counter, sleep=sleep, outbox=app.get(OUTBOX), alerts=app.get(ALERTS),
             rate_limiter=app[RATE_LIMITER], metrics=app[METRICS] if new_config.server.metrics else None)
     except HermesError as error:
         log.error("config reload refused, keeping the running config: %s", error)

@@ -31,6 +31,23 @@ class RateLimitRule:
 PromptLimitMode = Literal["refuse", "warn"]
 
 
+AlertFormat = Literal["json", "slack"]
+ALERT_FORMATS: tuple[AlertFormat, ...] = ("json", "slack")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """One budget-alert webhook of a team: where, in which body shape, and at which percentages of each window's hard
+    limit (the soft limit, the first refusal and a route's price rise are always sent)."""
+
+    url: str
+    format: AlertFormat = "json"
+    at_percent: tuple[int, ...] = (50, 80, 100)
+    timeout_s: float = 10.0
+    #: the first retry waits this long, each next one twice as long (at most ten minutes)
+    retry_backoff_s: float = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class TeamPolicy:
     """What one team may do and spend.
@@ -53,3 +70,5 @@ class TeamPolicy:
     max_prompt_tokens: int | None = None
     #: past ``max_prompt_tokens``: ``refuse`` with a 400, or ``warn`` in a response header and serve it
     prompt_limit: PromptLimitMode = "refuse"
+    #: budget-alert webhooks (none: no alert is ever looked for)
+    alerts: tuple[AlertRule, ...] = ()

@@ -70,6 +70,10 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
         models = ", ".join(team.models) if team.models is not None else "all models"
         lines.append(f"  - {team.name}: {budgets}; {models}; reasoning {team.reasoning}"
                      + (f"; max_tokens {team.max_tokens}" if team.max_tokens else "") + f"; tz {team.timezone}")
+        if team.alerts:
+            lines.append("      alerts: " + "; ".join(
+                f"{a.format} {a.url} at {'/'.join(map(str, a.at_percent))}%" for a in team.alerts)
+                + ", soft limit, hard limit, price rises")
     return "\n".join(lines)
 
 

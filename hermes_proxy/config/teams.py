@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hermes_proxy.config import reader as read
 from hermes_proxy.config.types import DEFAULT_TEAM
 from hermes_proxy.errors import ConfigError
-from policies.types import REASONING_RULES, WINDOWS, BudgetRule, RateLimitRule, TeamPolicy
+from policies.types import (
+    ALERT_FORMATS,
+    REASONING_RULES,
+    WINDOWS,
+    AlertRule,
+    BudgetRule,
+    RateLimitRule,
+    TeamPolicy,
+)
 
 
 def _rate(t: Mapping[str, Any], key: str, where: str) -> RateLimitRule | None:
@@ -24,6 +33,43 @@ def _rate(t: Mapping[str, Any], key: str, where: str) -> RateLimitRule | None:
     )
 
 
+def _alerts(team: Mapping[str, Any], where: str) -> tuple[AlertRule, ...]:
+    """``alerts = { url, format, at_percent }`` or an array of such tables."""
+    if "alerts" not in team:
+        return ()
+    raw = team["alerts"]
+    tables = [raw] if isinstance(raw, Mapping) else raw
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(where + "alerts", "must be a table { url, format, at_percent } or an array of them")
+    rules: list[AlertRule] = []
+    for index, a in enumerate(tables):
+        w = f"{where}alerts." if isinstance(raw, Mapping) else f"{where}alerts[{index}]."
+        if not isinstance(a, Mapping):
+            raise ConfigError(w[:-1], "must be a table { url, format, at_percent }")
+        read.no_unknown(a, w, {"url", "format", "at_percent", "timeout_s", "retry_backoff_s"})
+        url = read.text(a, "url", w)
+        if url is None:
+            raise ConfigError(w + "url", "is required (the webhook to POST alerts to)")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(w + "url", f"must be an http:// or https:// URL; got {url!r}")
+        fmt = read.text(a, "format", w, "json")
+        if fmt not in ALERT_FORMATS:
+            raise ConfigError(w + "format", f"must be one of {', '.join(ALERT_FORMATS)}; got {fmt!r}")
+        percents = a.get("at_percent", [50, 80, 100])
+        if (not isinstance(percents, list)
+                or not all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 100 for p in percents)):
+            raise ConfigError(w + "at_percent", f"must be an array of whole percentages 1..100; got {percents!r}")
+        rules.append(AlertRule(
+            url=url, format=fmt, at_percent=tuple(sorted(set(percents))),
+            timeout_s=float(read.positive(a, "timeout_s", w, 10.0)),
+            retry_backoff_s=float(read.positive(a, "retry_backoff_s", w, 5.0)),
+        ))
+    if len({r.url for r in rules}) != len(rules):
+        raise ConfigError(where + "alerts", "the same url is listed twice")
+    return tuple(rules)
+
+
 def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...]:
     result: list[TeamPolicy] = []
     for name, team in t.items():
@@ -31,7 +77,7 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
         if not isinstance(team, Mapping):
             raise ConfigError(w[:-1], "must be a table")
         read.no_unknown(team, w, {"budgets", "models", "reasoning", "max_tokens", "timezone", "rate_limits",
-                              "key_rate_limits", "key_limit_usd", "max_prompt_tokens", "prompt_limit"})
+                              "key_rate_limits", "key_limit_usd", "max_prompt_tokens", "prompt_limit", "alerts"})
         budgets_raw = team.get("budgets", [])
         if not isinstance(budgets_raw, list):
             raise ConfigError(w + "budgets", "must be an array of { window, limit_usd, soft_limit_usd }")
@@ -84,6 +130,7 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
             key_limit_usd=read.usd(team, "key_limit_usd", w),
             max_prompt_tokens=read.integer(team, "max_prompt_tokens", w, None),
             prompt_limit=prompt_limit,
+            alerts=_alerts(team, w),
         ))
     if not result:
         result.append(TeamPolicy(name=DEFAULT_TEAM))

@@ -165,9 +165,30 @@ def m008_stored_responses(d: Dialect) -> list[str]:
     ]
 
 
+def m009_budget_alerts(d: Dialect) -> list[str]:
+    # the durable outbox of budget-alert webhooks (hermes_proxy.alerts): one row per alert, keyed by what makes it
+    # unique (destination, team, event, window and its start, threshold), so replicas inserting it at once keep one;
+    # claimed_until is when it may next be claimed (a sender's lease while it posts, the backoff after a failure)
+    return [
+        f"""CREATE TABLE budget_alerts (
+            dedup_key TEXT PRIMARY KEY,
+            team TEXT NOT NULL,
+            event TEXT NOT NULL,
+            url TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at {d.time} NOT NULL,
+            attempts {d.bigint} NOT NULL DEFAULT 0,
+            claimed_until {d.time} NOT NULL,
+            sent_at {d.time},
+            last_error TEXT
+        )""",
+        "CREATE INDEX budget_alerts_pending ON budget_alerts (claimed_until) WHERE sent_at IS NULL",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_keys, m002_requests, m003_holds, m004_spend_rollups, m005_hold_info, m006_learned_prices,
-    m007_requests_learned_price, m008_stored_responses,
+    m007_requests_learned_price, m008_stored_responses, m009_budget_alerts,
 )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from hermes_proxy.alerts.events import spawn
 from hermes_proxy.config import Route
 from hermes_proxy.errors import BudgetExceeded
 from hermes_proxy.ledger.base import Admission, HoldInfo, Ledger, Progress
@@ -47,7 +48,10 @@ async def admit(services: Services, plan: Plan, principal: Principal, info: Hold
         rate_headers, ticket = decision.headers, decision.ticket
     try:
         admission = await _reserve(services, plan, principal, info)
-    except BudgetExceeded:
+    except BudgetExceeded as refusal:
+        window = refusal.headers.get("x-hermes-budget-window")
+        if services.alerts is not None and team.alerts and window and window != "key":
+            spawn(services.tracker, services.alerts.refused(services.ledger, team, window), "hard limit")
         if services.rate_limiter is not None and ticket is not None:
             # a request the budget refused takes no rate-limit slot (never raises)
             await services.rate_limiter.refund(team, key.id if key else None, ticket)

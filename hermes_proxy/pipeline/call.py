@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from hermes_proxy.alerts.events import spawn
 from hermes_proxy.config import Route
 from hermes_proxy.errors import HermesError, UpstreamError
 from hermes_proxy.ledger.base import HoldInfo, Progress, RequestRecord
@@ -306,6 +307,9 @@ class ChatCall:
                     key, f"{factor:.3f}")
         if self._services.metrics is not None:
             self._services.metrics.price_learned(key, learned)
+        team = self._principal.team
+        if self._services.alerts is not None and team.alerts:
+            spawn(self._services.tracker, self._services.alerts.price_rise(team, key, learned), "price rise")
         return True
 
     def remaining_budget_usd(self) -> Decimal | None:

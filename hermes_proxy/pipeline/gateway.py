@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hermes_proxy.alerts.events import BudgetAlerts
 from hermes_proxy.config import Config, ModelConfig
 from hermes_proxy.ledger.base import Ledger
 from hermes_proxy.ledger.outbox import Outbox
@@ -33,10 +34,11 @@ class Gateway:
         metrics: Metrics | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         outbox: Outbox | None = None,
+        alerts: BudgetAlerts | None = None,
     ) -> None:
         self._services = Services(config=config, upstreams=upstreams, ledger=ledger, counter=counter, prices=prices,
                                   rate_limiter=rate_limiter, metrics=metrics, sleep=sleep, tracker=CallTracker(),
-                                  outbox=outbox)
+                                  outbox=outbox, alerts=alerts)
 
     @property
     def config(self) -> Config:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from hermes_proxy.alerts.events import spawn
 from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.base import Admission, RequestRecord
 from hermes_proxy.ledger.outbox import settle_durably
@@ -28,6 +29,8 @@ async def settle(services: Services, principal: Principal, admission: Admission,
                  outcome: Outcome, timings: Timings, *, extra_log: dict[str, Any]) -> None:
     # retried while the store is down, then kept in the outbox until it is back; never raises
     await settle_durably(services.ledger, services.outbox, admission.hold, record, sleep=services.sleep)
+    if services.alerts is not None and principal.team.alerts:  # budget thresholds crossed: outbox rows, in the background
+        spawn(services.tracker, services.alerts.after_settle(services.ledger, principal.team), "budget threshold")
     if services.rate_limiter is not None:
         try:
             await services.rate_limiter.record_completion(principal.team, record.key_id, record.completion_tokens)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from hermes_proxy.alerts.events import BudgetAlerts
 from hermes_proxy.config import Config, Route
 from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger.base import Admission, KeyRecord, Ledger
@@ -117,3 +118,5 @@ class Services:
     outbox: Outbox | None = None  # where settles the ledger could not write wait for it (None: memory ledger)
     #: routes whose real price a request is finding out (one at a time per route on this process)
     probes: PriceProbes = field(default_factory=PriceProbes)
+    #: budget alerts (None: no outbox, as in the terminal chat)
+    alerts: BudgetAlerts | None = None
