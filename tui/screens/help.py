@@ -1,4 +1,4 @@
-"""The keys, in one screen (F1)."""
+"""Help (F1): how the screen is laid out, what each number means, and every key."""
 
 from __future__ import annotations
 
@@ -29,16 +29,17 @@ def key_table(settings: ChatSettings) -> list[tuple[str, str]]:
         ("ctrl+r", "reasoning on/off for the next message (or click the switch)"),
         ("ctrl+g", "regenerate the last answer with the model and switch as they are now; after an error, retry"),
         ("F8", "edit one of your messages and continue from there (the earlier branch kept or discarded)"),
+        ("F9", "this conversation's settings: temperature, max tokens, reasoning (saved with it)"),
         ("PageUp / PageDown", "scroll the conversation (the prompt keeps the focus)"),
         ("ctrl+home / ctrl+end", "top of the conversation / back to the end (it follows new text again)"),
         ("ctrl+t", "fold/unfold the reasoning of the last answer (others: Tab to a reasoning title, Enter)"),
         ("ctrl+n", "new chat"),
-        ("ctrl+o", "go to the conversation list"),
+        ("ctrl+o", "go to the conversation list (Enter opens the highlighted one, Esc goes back to the prompt)"),
         ("ctrl+f", "search the conversations"),
         ("ctrl+b", "show/hide the conversation list"),
         ("F2", "rename the conversation (in the list: the highlighted one)"),
         ("Delete", "in the list: delete the highlighted conversation"),
-        ("F3", "model and upstream (or click the model under the prompt)"),
+        ("F3", "model and upstream (or click the model above the prompt)"),
         ("F4", "system prompt of this conversation"),
         ("ctrl+s", "export this conversation to a markdown file"),
         ("F5", "copy the last answer"),
@@ -61,13 +62,33 @@ def keys_renderable(settings: ChatSettings) -> Table:
     return table
 
 
+LAYOUT = """\
+## The screen, top to bottom
+
+- **Header**: hermes-chat, the conversation's title, what answers (in-process and its upstreams, or the proxy's
+  address; hidden below 72 columns) and **SIMULATED** when the answers come from the built-in demo, not a real model.
+- **Conversation list** on the left (ctrl+b shows/hides it; it starts hidden below 90 columns): search box, then each
+  saved conversation with its date, message count and cost.
+- **Conversation**: your messages and Hermes' answers, each with "⧉ copy". Above an answer, its reasoning block
+  (▶ Reasoning · N tokens: click it, ctrl+t, or Tab to it and Enter, to unfold); under it, its tokens and cost.
+- **Controls row**: the reasoning switch (◉ ON / ○ OFF, ctrl+r), the model and upstream (F3), this conversation's
+  settings when any is set (temp 0.7 · max 512, F9), the conversation's cost and the team's remaining budget.
+- **Prompt**: your message; what you type while a reply streams stays there.
+- **Status line**, under the prompt: the state (connecting…, ready, waiting, thinking, answering, done, stopped,
+  failed), tokens
+  per second, tokens in · out (reasoning), this reply's cost and the context window used.
+- **Footer**: the main keys; ctrl+p, the command palette, on the right.
+"""
+
+
 def help_markdown(settings: ChatSettings) -> str:
     modes = "\n".join(f"- **{mode}**: {text}" for mode, text in SHOW_REASONING_HELP.items())
     return (
-        "## Reasoning display\n\n" + modes + f"\n\nCurrent: **{settings.show_reasoning}**. "
-        "Earlier reasoning is never sent back to the model.\n\n"
-        "## Live numbers\n\ntokens/s · tokens in/out/reasoning (`~` while estimated) · cost of this reply · "
-        "cost of this conversation · context window used · the team's remaining budget (⚠ past the soft limit)."
+        LAYOUT + "\n## Live numbers\n\n`~` marks a number still estimated (about four characters a token); it is "
+        "exact once the reply ends. The budget is in the warning colour past the team's soft limit (⚠) and in the "
+        "error colour when spent; \"a message may reserve $X\" says a message may be refused although money is left."
+        "\n\n## Reasoning display (ctrl+p → Reasoning display)\n\n" + modes
+        + f"\n\nCurrent: **{settings.show_reasoning}**. Earlier reasoning is never sent back to the model."
     )
 
 
@@ -80,7 +101,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog", id="help"):
-            yield Static("hermes-chat keys", classes="dialog-title")
+            yield Static("hermes-chat: keys", classes="dialog-title")
             yield Static(keys_renderable(self.settings), id="help-keys")
-            yield Markdown(help_markdown(self.settings))
+            yield Markdown(help_markdown(self.settings), id="help-text")
             yield Static("esc close", classes="dialog-help")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from rich.console import Group
 from rich.style import Style
 from rich.table import Table
@@ -90,11 +92,26 @@ def reasoning_title(tokens: int, *, thinking: bool, estimated: bool) -> str:
     return f"Thinking… {count}" if thinking else f"Reasoning · {count}"
 
 
+def _line_breaking_parser() -> MarkdownIt:
+    """Markdown in which a single line break stays a line break (a model's reasoning is written line by line)."""
+    parser = MarkdownIt("gfm-like")
+    parser.core.ruler.push("keep_line_breaks", _soft_to_hard_breaks)
+    return parser
+
+
+def _soft_to_hard_breaks(state: StateCore) -> None:
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+
+
 class ReasoningBlock(Collapsible):
-    """The reasoning of one answer, in a collapsible block whose title carries its token count."""
+    """The reasoning of one answer, in a collapsible block whose title carries its token count. Its line breaks are
+    kept: in plain markdown a single one would join the lines into one paragraph."""
 
     def __init__(self, text: str = "", *, title: str = "Reasoning", collapsed: bool = True) -> None:
-        body = Markdown(text, classes="reasoning-text")
+        body = Markdown(text, classes="reasoning-text", parser_factory=_line_breaking_parser)
         super().__init__(body, title=title, collapsed=collapsed, classes="reasoning")
         self.body = body
 
