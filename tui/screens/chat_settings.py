@@ -21,6 +21,10 @@ class ChatSettingsResult:
     reasoning: bool
 
 
+def _on_off(on: bool) -> str:
+    return "ON" if on else "OFF"
+
+
 class ChatSettingsScreen(ModalScreen[ChatSettingsResult | None]):
     """Edit a conversation's settings. Dismisses with them, or ``None`` when cancelled; a bad value is said in place."""
 
@@ -51,6 +55,7 @@ class ChatSettingsScreen(ModalScreen[ChatSettingsResult | None]):
             with Horizontal(classes="setting-row"):
                 yield Label("Reasoning (ctrl+r)", classes="setting-label")
                 yield Switch(self.reasoning, id="setting-reasoning")
+                yield Static(_on_off(self.reasoning), id="setting-reasoning-state", markup=False)
             yield Static("", id="setting-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="dialog-ok")
@@ -70,6 +75,10 @@ class ChatSettingsScreen(ModalScreen[ChatSettingsResult | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    @on(Switch.Changed, "#setting-reasoning")
+    def _switched(self, event: Switch.Changed) -> None:
+        self.query_one("#setting-reasoning-state", Static).update(_on_off(event.value))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

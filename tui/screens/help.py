@@ -101,7 +101,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog", id="help"):
-            yield Static("hermes-chat: keys", classes="dialog-title")
+            yield Static("hermes-chat: keys, the screen, the numbers", classes="dialog-title")
             yield Static(keys_renderable(self.settings), id="help-keys")
             yield Markdown(help_markdown(self.settings), id="help-text")
             yield Static("esc close", classes="dialog-help")
