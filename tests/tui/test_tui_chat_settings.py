@@ -105,3 +105,19 @@ async def test_the_theme_is_remembered(store: Store) -> None:
     async with again.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert again.theme == "nord"
+
+
+async def test_the_settings_dialog_fits_80x24(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: connected(app))
+        await pilot.press("f9")
+        await pilot.pause()
+        screen = app.screen.region
+        for selector in ("#setting-temperature", "#setting-max-tokens", "#setting-reasoning", "#dialog-ok",
+                         "#dialog-cancel"):
+            widget = app.screen.query_one(selector)
+            assert widget.region.height and screen.contains_region(widget.region), selector
+        assert str(app.screen.query_one("#setting-reasoning-state").content) == "OFF"
+        await pilot.press("tab", "tab", "space")
+        assert str(app.screen.query_one("#setting-reasoning-state").content) == "ON"
