@@ -40,7 +40,7 @@ WORKER = textwrap.dedent('''
     from hermes_proxy.ledger.base import RequestRecord
     from policies.types import BudgetRule, TeamPolicy
 
-    async def main(url, mode, team, limit, amount, n, concurrency, ttl, start_at, seed, max_seconds):
+    async def main(url, mode, team, limit, amount, n, concurrency, ttl, start_at, seed, max_seconds, slow_every):
         ledger = open_ledger(LedgerConfig(url=url, reservation_ttl_s=ttl))
         await ledger.start()
         policy = TeamPolicy(name=team, budgets=(BudgetRule("total", Decimal(limit)),))
@@ -66,7 +66,8 @@ WORKER = textwrap.dedent('''
                     admission = await ledger.reserve(policy, None, amount)
                 except BudgetExceeded:
                     return
-                await asyncio.sleep(rng.random() / 100)
+                # every slow_every-th request takes seconds (a long stream): some holds are always outstanding
+                await asyncio.sleep(5.0 if slow_every and i % slow_every == 0 else rng.random() / 100)
                 cost = Decimal(rng.randint(1, int(amount * 1000))) / 1000
                 record = RequestRecord(
                     request_id=f"{team}-{seed}-{i}", started_at=datetime.now(UTC), team=team, key_id=None,
@@ -86,7 +87,7 @@ WORKER = textwrap.dedent('''
 
     a = sys.argv[1:]
     asyncio.run(main(a[0], a[1], a[2], a[3], a[4], int(a[5]), int(a[6]), float(a[7]), float(a[8]), int(a[9]),
-                     float(a[10])))
+                     float(a[10]), int(a[11]) if len(a) > 11 else 0))
 ''')
 
 
@@ -196,7 +197,7 @@ async def test_three_processes_share_a_budget_and_settle_exactly(ledger_url: str
 
 async def test_killed_process_leaves_a_consistent_ledger(ledger_url: str, worker: Path) -> None:
     ttl = 10.0
-    proc = await spawn(worker, ledger_url, "traffic", "crash", "1000000", "0.05", 100_000, 20, ttl, 0, 1, 30)
+    proc = await spawn(worker, ledger_url, "traffic", "crash", "1000000", "0.05", 100_000, 20, ttl, 0, 1, 30, 7)
     assert proc.stdout is not None
     settled: dict[str, Decimal] = {}
     try:
