@@ -388,3 +388,24 @@ async def test_a_route_confirmed_at_its_configured_price_serves_concurrently(pro
     assert list((await ledger.price_factors()).values()) == [Decimal(1)]  # known, as configured
     rows, total = await spent(p)
     assert total == 20 * COST and not any(r.learned_price for r in rows)
+
+
+async def test_a_route_that_never_reports_its_price_is_not_probed_forever() -> None:
+    from hermes_proxy.pipeline.probe import PriceProbes
+
+    class Ledger:
+        async def price_factors(self) -> dict[str, Decimal]:
+            return {}
+
+    probes = PriceProbes(wait_s=1.0)
+    ledger: Any = Ledger()
+    for _ in range(3):  # three probes end without a price (an error, BYOK without the provider's charge)
+        assert await probes.enter("m/openrouter:x", ledger) is True
+        probes.done("m/openrouter:x", known=False)
+    # then requests go ahead unprobed, at once, instead of one by one
+    results = await asyncio.wait_for(asyncio.gather(*(probes.enter("m/openrouter:x", ledger) for _ in range(5))), 0.5)
+    assert results == [False] * 5
+    # a probe that finds the price out ends the probing for good
+    assert await probes.enter("m/openrouter:y", ledger) is True
+    probes.done("m/openrouter:y", known=True)
+    assert probes.is_known("m/openrouter:y") and await probes.enter("m/openrouter:y", ledger) is False

@@ -22,6 +22,9 @@ log = logging.getLogger("hermes_proxy.gateway")
 PROBE_WAIT_S = 120.0
 #: how often the ledger is asked again for prices other replicas found out
 REFRESH_S = 1.0
+#: after a probe that could not find the price out (an error, no cost reported: BYOK without the provider's charge),
+#: requests go ahead unprobed for this long instead of queueing one by one behind probe after probe
+UNPRICED_PAUSE_S = 600.0
 
 
 class PriceProbes:
@@ -30,15 +33,18 @@ class PriceProbes:
         self._probing: dict[str, asyncio.Event] = {}
         self._refreshed = 0.0
         self._wait_s = wait_s
+        self._failures: dict[str, int] = {}
+        self._paused_until: dict[str, float] = {}
 
     def is_known(self, key: str) -> bool:
-        return key in self._known
+        """The price is known, or finding it out is paused after probes that could not."""
+        return key in self._known or self._paused_until.get(key, 0.0) > time.monotonic()
 
     async def enter(self, key: str, ledger: Ledger) -> bool:
         """Wait until ``key``'s price is known, or this request may find it out: True when it is the probe (it
         must call :meth:`done`)."""
         deadline = time.monotonic() + self._wait_s
-        while key not in self._known:
+        while not self.is_known(key):
             await self._refresh(ledger)
             if key in self._known:
                 break
@@ -60,6 +66,14 @@ class PriceProbes:
         error, no cost reported): then the next waiting request finds out."""
         if known:
             self._known.add(key)
+            self._failures.pop(key, None)
+        else:
+            self._failures[key] = failures = self._failures.get(key, 0) + 1
+            if failures >= 3:  # the upstream does not tell this route's price: stop queueing behind probes
+                log.warning("price of %s could not be found out in %d tries; not probing it for %.0f s", key,
+                            failures, UNPRICED_PAUSE_S)
+                self._paused_until[key] = time.monotonic() + UNPRICED_PAUSE_S
+                self._failures.pop(key)
         event = self._probing.pop(key, None)
         if event is not None:
             event.set()
