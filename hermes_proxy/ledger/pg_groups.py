@@ -30,10 +30,10 @@ from hermes_proxy.errors import HermesError
 from hermes_proxy.ledger import pg_statements as pg
 from hermes_proxy.ledger.admission import admit, usages_for
 from hermes_proxy.ledger.amounts import scaled_hold
-from hermes_proxy.ledger.batching import deliver_admissions, resolve
+from hermes_proxy.ledger.batching import Settle, deliver_admissions, resolve
 from hermes_proxy.ledger.measure import read_measure
 from hermes_proxy.ledger.queries import Codec, hold_values, request_values
-from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord
+from hermes_proxy.ledger.records import Admission, Hold, KeyRecord
 from hermes_proxy.ledger.spans import Span
 from policies.budget import tidy
 from policies.types import TeamPolicy
@@ -188,63 +188,20 @@ class PgGroupAdmission:
         return results
 
 
-class PgGroupCommit:
-    """Settles that arrive while a batch is in flight share the next statement; each caller returns only after its
-    own row is committed. When a batch fails, its settles are retried one by one."""
+class PgSettleBatch:
+    """One statement per batch of settles (see :class:`~hermes_proxy.ledger.batching.GroupCommit`); a settle whose
+    hold expired and was billed meanwhile replaces that estimate."""
 
-    def __init__(
-        self, connect: Connect, clock: Callable[[], datetime], codec: Codec,
-        single: Callable[[Hold, RequestRecord, Decimal | None], Awaitable[None]],
-    ) -> None:
+    def __init__(self, connect: Connect, clock: Callable[[], datetime], codec: Codec) -> None:
         self._connect = connect
         self._clock = clock
         self._codec = codec
-        self._single = single
-        self._pending: list[tuple[Hold, RequestRecord, Decimal | None, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Future[None] | None = None
         #: statements run, for tests and benchmarks
         self.batches = 0
 
-    async def settle(self, hold: Hold, record: RequestRecord, cost: Decimal | None) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((hold, record, cost, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
-        await done
-
-    async def drain(self) -> None:
-        """Wait until the settles already accepted are committed (or have failed)."""
-        if self._flusher is not None:
-            with contextlib.suppress(Exception):
-                await self._flusher
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                await self._run(batch)
-            except asyncio.CancelledError as exc:
-                for *_, done in batch + self._pending:
-                    resolve(done, exc)
-                raise
-            except Exception as exc:  # one failure must not lose the others: retry them one by one
-                if len(batch) == 1:
-                    resolve(batch[0][3], exc)
-                    continue
-                for hold, record, cost, done in batch:
-                    try:
-                        await self._single(hold, record, cost)
-                    except Exception as single:
-                        resolve(done, single)
-                    else:
-                        resolve(done, None)
-                continue
-            for *_, done in batch:
-                resolve(done, None)
-
-    async def _run(self, batch: list[tuple[Hold, RequestRecord, Decimal | None, asyncio.Future[None]]]) -> None:
+    async def __call__(self, batch: list[Settle]) -> None:
         now = self._clock()
-        values = [request_values(record, cost, hold.amount_usd, now, self._codec) for hold, record, cost, _ in batch]
+        values = [request_values(record, cost, hold.amount_usd, now, self._codec) for hold, record, cost in batch]
         async with self._connect() as conn:
             inserted = set(await conn.fetchval(pg.SETTLE_BATCH, *(list(c) for c in zip(*values, strict=True)),
                                                [hold.id for hold, *_ in batch]) or ())

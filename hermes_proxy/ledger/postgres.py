@@ -37,9 +37,10 @@ from hermes_proxy.ledger import pg_statements as pg
 from hermes_proxy.ledger.admission import KeyState
 from hermes_proxy.ledger.amounts import cost_amount, floor_bucket
 from hermes_proxy.ledger.backend import LedgerBackend
+from hermes_proxy.ledger.batching import GroupCommit
 from hermes_proxy.ledger.measure import measure_query, read_measure
 from hermes_proxy.ledger.migrations import MIGRATIONS_TABLE, POSTGRES, migrations_table_sql, to_apply
-from hermes_proxy.ledger.pg_groups import PgGroupAdmission, PgGroupCommit
+from hermes_proxy.ledger.pg_groups import MAX_BATCH, PgGroupAdmission, PgSettleBatch
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import (
     AUDIT,
@@ -105,7 +106,8 @@ class PostgresLedger(LedgerBackend):
         self._next_purge: datetime | None = None
         self._schema = ""
         self._admissions = PgGroupAdmission(self._conn, self._lock_key, self.release, self._ttl, CODEC)
-        self._settles = PgGroupCommit(self._conn, self._clock, CODEC, self._settle_one)
+        self._settles = GroupCommit(PgSettleBatch(self._conn, self._clock, CODEC), self._settle_one,
+                                    max_batch=MAX_BATCH)
 
     def __repr__(self) -> str:
         return f"PostgresLedger({redact(self.url)!r})"

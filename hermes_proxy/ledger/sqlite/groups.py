@@ -7,7 +7,6 @@ result (or error), and a settle returns only after its own row is committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -15,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.errors import LedgerUnavailable
-from hermes_proxy.ledger.batching import deliver_admissions
+from hermes_proxy.ledger.batching import GroupCommit, Settle, deliver_admissions
 from hermes_proxy.ledger.batching import resolve as shared_resolve
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import PURGE_EVERY
@@ -73,53 +72,16 @@ class GroupAdmission:
             deliver_admissions([item[6] for item in batch], results, self._release, self._background)
 
 
-class GroupCommit:
-    """Settles that arrive while a commit is running are grouped into the next transaction: each caller still returns
-    only after its own row is committed, but 50 concurrent requests cost one commit and one hop to the database thread
-    instead of 50. When a batch fails, its settles are retried one by one, so one bad settle loses no other."""
+def group_commit(run: Runner, clock: Clock) -> GroupCommit:
+    """Settles grouped into one transaction on the database thread (see :class:`~hermes_proxy.ledger.batching.GroupCommit`)."""
 
-    def __init__(self, run: Runner, clock: Clock) -> None:
-        self._run = run
-        self._clock = clock
-        self._pending: list[tuple[Hold, RequestRecord, Decimal | None, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Future[None] | None = None
+    async def write_batch(items: list[Settle]) -> None:
+        await run(settle_batch, items, clock())
 
-    async def settle(self, hold: Hold, record: RequestRecord, cost: Decimal | None) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((hold, record, cost, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
-        await done
+    async def write_one(hold: Hold, record: RequestRecord, cost: Decimal | None) -> None:
+        await run(settle_batch, [(hold, record, cost)], clock())
 
-    async def drain(self) -> None:
-        """Wait until the settles already accepted are committed (or have failed)."""
-        if self._flusher is not None:
-            with contextlib.suppress(Exception):
-                await self._flusher
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._run(settle_batch, [item[:3] for item in batch], self._clock())
-            except asyncio.CancelledError as exc:
-                for *_, done in batch + self._pending:
-                    resolve(done, exc)
-                raise
-            except Exception as exc:  # one failure must not lose the others: retry them one by one
-                if len(batch) == 1:
-                    resolve(batch[0][3], exc)
-                    continue
-                for hold, record, cost, done in batch:
-                    try:
-                        await self._run(settle_batch, [(hold, record, cost)], self._clock())
-                    except Exception as single:
-                        resolve(done, single)
-                    else:
-                        resolve(done, None)
-                continue
-            for *_, done in batch:
-                resolve(done, None)
+    return GroupCommit(write_batch, write_one, resolve=resolve)
 
 
 def resolve(done: asyncio.Future[Any], error: BaseException | None) -> None:

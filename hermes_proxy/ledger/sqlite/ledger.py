@@ -25,7 +25,7 @@ from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, Progress, Re
 from hermes_proxy.ledger.reports import check_spend_args
 from hermes_proxy.ledger.spans import Span
 from hermes_proxy.ledger.sqlite import statements
-from hermes_proxy.ledger.sqlite.groups import GroupAdmission, GroupCommit
+from hermes_proxy.ledger.sqlite.groups import GroupAdmission, group_commit
 from hermes_proxy.ledger.sqlite.statements import CODEC, execute
 from hermes_proxy.ledger.sqlite.worker import SQLiteWorker
 from policies.types import TeamPolicy
@@ -42,7 +42,7 @@ class SQLiteLedger(LedgerBackend):
         self.path = str(path)
         self._worker = SQLiteWorker(self.path, busy_timeout_ms=busy_timeout_ms, clock=self._clock)
         self._admissions = GroupAdmission(self._worker.run, self.release)
-        self._settles = GroupCommit(self._worker.run, self._clock)
+        self._settles = group_commit(self._worker.run, self._clock)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({self.path!r})"
