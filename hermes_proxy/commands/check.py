@@ -7,7 +7,7 @@ from typing import Any
 
 from hermes_proxy.config import (
     DEFAULT_KEY_ENVS,
-    KEY_REQUIRED_KINDS,
+    UPSTREAM_KINDS,
     Config,
     UpstreamConfig,
     default_config_path,
@@ -45,7 +45,7 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
         if upstream.api_key_env and upstream.needs_key:
             state = "set" if upstream.api_key else "NOT SET: left out"
             key = f"  key: ${upstream.api_key_env} {state}"
-        lines.append(f"  - {upstream.name} ({upstream.kind}): {detail}{key}{_tools_note(upstream)}")
+        lines.append(f"  - {upstream.name} ({upstream.kind}): {detail}{key}")
     lines.append("models:")
     for model in config.models:
         lines.append(f"  - {model.alias} (context {model.context_window:,}; also :thinking and :fast)")
@@ -90,23 +90,11 @@ def warnings_for(config: Config, prices: Prices) -> list[str]:
             if prices.get(route) is None:
                 warnings.append(f"model {model.alias!r} route {route.label}: no price; cost will be recorded as unknown")
     for upstream in config.upstreams:
-        if upstream.kind == "vllm" and upstream.tools == "native":
-            warnings.append(f"upstream {upstream.name!r} (vllm) takes tools natively (tools = \"native\"): make sure "
-                            "vLLM runs with --enable-auto-tool-choice --tool-call-parser hermes or every request "
-                            "with tools gets a 400")
+        warnings += [f"upstream {upstream.name!r} ({upstream.kind}) {w}" for w in dialect_for(upstream).warnings()]
     if config.server.auth == "keys" and config.server.admin_key is None:
         warnings.append(f"no admin key (${config.server.admin_key_env}): /admin endpoints are off; "
                         "create team keys with `hermes-proxy keys create`")
     return warnings
-
-
-def _tools_note(upstream: UpstreamConfig) -> str:
-    """How a vLLM upstream gets tools (the one kind where it is a choice); nothing for the others."""
-    if upstream.kind != "vllm":
-        return ""
-    if upstream.tools == "native":
-        return "; tools native (vLLM's hermes parser)"
-    return "; tools rendered by the proxy (no vLLM tool flags needed)"
 
 
 def left_out_notice(config: Config) -> list[str]:
@@ -132,7 +120,7 @@ def left_out_notice(config: Config) -> list[str]:
 
 
 def _no_key_hint(upstream: UpstreamConfig) -> str:
-    if upstream.kind not in KEY_REQUIRED_KINDS and upstream.api_key_env not in DEFAULT_KEY_ENVS.values():
+    if not UPSTREAM_KINDS[upstream.kind].key_required and upstream.api_key_env not in DEFAULT_KEY_ENVS.values():
         return f"    # {upstream.name}; or delete its api_key_env if it needs no key"
     return f"    # {upstream.name} ({upstream.kind})"
 

@@ -21,13 +21,12 @@ from hermes_proxy.config.load import load_config
 from hermes_proxy.config.paths import default_config_path, default_data_dir
 from hermes_proxy.config.sections import check_exposure, is_loopback, parse_config
 from hermes_proxy.config.types import (
-    DEFAULT_BASE_URLS,
     DEFAULT_KEY_ENVS,
     DEFAULT_TEAM,
-    KEY_REQUIRED_KINDS,
     UPSTREAM_KINDS,
     ChatConfig,
     Config,
+    KindDefaults,
     LedgerConfig,
     ModelConfig,
     RateLimitsConfig,
@@ -41,13 +40,12 @@ from hermes_proxy.config.types import (
 )
 
 __all__ = [
-    "DEFAULT_BASE_URLS",
     "DEFAULT_KEY_ENVS",
     "DEFAULT_TEAM",
-    "KEY_REQUIRED_KINDS",
     "UPSTREAM_KINDS",
     "ChatConfig",
     "Config",
+    "KindDefaults",
     "LedgerConfig",
     "ModelConfig",
     "RateLimitsConfig",

@@ -19,8 +19,6 @@ from hermes_proxy.config.environ import secret_from_env
 from hermes_proxy.config.paths import default_data_dir
 from hermes_proxy.config.teams import read_teams
 from hermes_proxy.config.types import (
-    DEFAULT_BASE_URLS,
-    DEFAULT_KEY_ENVS,
     DEFAULT_TEAM,
     UPSTREAM_KINDS,
     ChatConfig,
@@ -149,10 +147,11 @@ def read_upstreams(items: Any, env: Mapping[str, str]) -> tuple[UpstreamConfig, 
         kind = read.text(t, "kind", w)
         if kind not in UPSTREAM_KINDS:
             raise ConfigError(w + "kind", f"must be one of {', '.join(UPSTREAM_KINDS)}; got {kind!r}")
-        base_url = read.text(t, "base_url", w, DEFAULT_BASE_URLS.get(kind, ""))
-        if kind in ("nous", "openrouter", "vllm") and not base_url.startswith(("http://", "https://")):
+        defaults = UPSTREAM_KINDS[kind]
+        base_url = read.text(t, "base_url", w, defaults.base_url)
+        if defaults.http and not base_url.startswith(("http://", "https://")):
             raise ConfigError(w + "base_url", f"must be an http(s) URL, got {base_url!r}")
-        key_env = read.text(t, "api_key_env", w, DEFAULT_KEY_ENVS.get(kind))
+        key_env = read.text(t, "api_key_env", w, defaults.api_key_env)
         headers = read.table(t, "headers", w)
         for hk, hv in headers.items():
             if not isinstance(hv, str):
@@ -169,7 +168,7 @@ def read_upstreams(items: Any, env: Mapping[str, str]) -> tuple[UpstreamConfig, 
             retry_backoff_s=read.positive(t, "retry_backoff_s", w, 0.25, allow_zero=True),
             max_connections=read.integer(t, "max_connections", w, 200),
             stream_options=read.flag(t, "stream_options", w, True),
-            accepts_top_k=read.flag(t, "accepts_top_k", w, kind in ("vllm", "openrouter", "demo")),
+            accepts_top_k=read.flag(t, "accepts_top_k", w, defaults.accepts_top_k),
             headers=tuple((str(k), str(v)) for k, v in headers.items()),
             prefills_think=read.flag(t, "prefills_think", w, False),
             tools=_tools_mode(read.text(t, "tools", w, "rendered"), w),

@@ -14,16 +14,35 @@ from hermes_proxy.config.environ import Secret
 from policies.types import TeamPolicy
 
 UpstreamKind = Literal["nous", "openrouter", "vllm", "litellm", "demo"]
-UPSTREAM_KINDS: tuple[str, ...] = ("nous", "openrouter", "vllm", "litellm", "demo")
 
-DEFAULT_BASE_URLS: dict[str, str] = {
-    "nous": "https://inference-api.nousresearch.com/v1",
-    "openrouter": "https://openrouter.ai/api/v1",
-    "vllm": "http://127.0.0.1:8000/v1",
+
+@dataclass(frozen=True, slots=True)
+class KindDefaults:
+    """What the config needs to know of an upstream kind to default and check its settings. How requests are spoken
+    to the kind is its dialect's (hermes_proxy/upstreams/)."""
+
+    base_url: str = ""
+    #: ``base_url`` must be an http(s) URL
+    http: bool = False
+    api_key_env: str | None = None
+    #: cannot work without a key (other kinds need one only when their config names an ``api_key_env``)
+    key_required: bool = False
+    accepts_top_k: bool = False
+    #: the built-in simulator, not a real model
+    simulated: bool = False
+
+
+#: every upstream kind, in one place
+UPSTREAM_KINDS: dict[str, KindDefaults] = {
+    "nous": KindDefaults(base_url="https://inference-api.nousresearch.com/v1", http=True, api_key_env="NOUS_API_KEY",
+                         key_required=True),
+    "openrouter": KindDefaults(base_url="https://openrouter.ai/api/v1", http=True, api_key_env="OPENROUTER_API_KEY",
+                               key_required=True, accepts_top_k=True),
+    "vllm": KindDefaults(base_url="http://127.0.0.1:8000/v1", http=True, accepts_top_k=True),
+    "litellm": KindDefaults(),
+    "demo": KindDefaults(accepts_top_k=True, simulated=True),
 }
-DEFAULT_KEY_ENVS: dict[str, str] = {"nous": "NOUS_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
-#: kinds that cannot work without a key; vllm and litellm need one only when their config names an api_key_env
-KEY_REQUIRED_KINDS: tuple[str, ...] = ("nous", "openrouter")
+DEFAULT_KEY_ENVS: dict[str, str] = {kind: d.api_key_env for kind, d in UPSTREAM_KINDS.items() if d.api_key_env}
 DEFAULT_TEAM = "default"
 
 
@@ -85,14 +104,13 @@ class UpstreamConfig:
     @property
     def simulated(self) -> bool:
         """The built-in simulator, not a real model."""
-        return self.kind == "demo"
+        return UPSTREAM_KINDS[self.kind].simulated
 
     @property
     def needs_key(self) -> bool:
         """nous and openrouter always; vllm and litellm when the config names an ``api_key_env``; never the demo."""
-        if self.kind == "demo":
-            return False
-        return self.kind in KEY_REQUIRED_KINDS or bool(self.api_key_env)
+        kind = UPSTREAM_KINDS[self.kind]
+        return not kind.simulated and (kind.key_required or bool(self.api_key_env))
 
     @property
     def missing_key(self) -> bool:
@@ -201,7 +219,7 @@ class Config:
 
     @property
     def simulated_only(self) -> bool:
-        return all(u.kind == "demo" for u in self.upstreams)
+        return all(u.simulated for u in self.upstreams)
 
     def usable_routes(self, model: ModelConfig) -> tuple[Route, ...]:
         """The model's routes in order, without those whose upstream's API key is not set (they could only fail)."""

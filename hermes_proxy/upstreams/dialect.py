@@ -154,6 +154,10 @@ class Dialect:
         """Where requests go, for ``check-config`` and the start-up summary."""
         return self.config.base_url
 
+    def warnings(self) -> list[str]:
+        """What ``check-config`` and the start-up should warn about this upstream's settings."""
+        return []
+
     # --- the answer -----------------------------------------------------------------------------------------------
 
     def splitter(self, decision: ReasoningDecision, whole_text: str | None = None) -> ThinkSplitter:

@@ -42,6 +42,17 @@ class VLLMDialect(Dialect):
             return DEEP_THINKING_PROMPT
         return super().template_default_system(payload)
 
+    def describe(self) -> str:
+        tools = ("tools native (vLLM's hermes parser)" if self.native_tools
+                 else "tools rendered by the proxy (no vLLM tool flags needed)")
+        return f"{self.config.base_url}; {tools}"
+
+    def warnings(self) -> list[str]:
+        if not self.native_tools:
+            return []
+        return ['takes tools natively (tools = "native"): make sure vLLM runs with --enable-auto-tool-choice '
+                "--tool-call-parser hermes or every request with tools gets a 400"]
+
     def budget_follow_up(self, payload: Mapping[str, Any], reasoning_so_far: str, remaining_tokens: int,
                          route: Route) -> dict[str, Any]:
         return continuation_payload(payload, reasoning_so_far, remaining_tokens)
