@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import openai
 import pytest
 from aiohttp import web
@@ -22,10 +19,10 @@ from hermes_proxy.commands.check import describe
 from hermes_proxy.config import parse_config
 from hermes_proxy.errors import ConfigError
 from hermes_proxy.pricing import resolve_prices
+from tests.databases import database_url
 from tests.fake_upstream import Script
 from tests.proxy_harness import Proxy, ProxyFactory
 
-PG_ENV = "HERMES_TEST_POSTGRES_URL"
 USER = [{"role": "user", "content": "hello"}]
 #: upstream usage per request: $1/M in, $3/M out, 20 completion tokens ($0.00006): costs $0.005, $0.003, $0.002
 STEPS = [4940, 2940, 1940]
@@ -152,25 +149,11 @@ async def test_a_price_rise_is_alerted_once(proxy: ProxyFactory, receiver: Recei
 # --- replicas and restarts on one database ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """One database for the replicas of a test: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set")
-    schema = f"hermes_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(base)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.close()
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}search_path={schema}"
-    finally:
-        conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+    async with database_url(request.param, tmp_path) as url:
+        yield url
 
 
 async def test_two_replicas_never_send_a_duplicate(proxy: ProxyFactory, receiver: Receiver,

@@ -4,14 +4,11 @@ one transaction each would (budget windows, key limits, learned prices, a hold e
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
 
 from hermes_proxy.config import LedgerConfig
@@ -19,27 +16,16 @@ from hermes_proxy.errors import BudgetExceeded
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.records import HoldInfo, Progress
 from policies.types import BudgetRule, TeamPolicy
+from tests.databases import fresh_postgres_url
 
 D = Decimal
-PG_ENV = "HERMES_TEST_POSTGRES_URL"
 T0 = datetime(2025, 3, 12, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set")
-    schema = f"hermes_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(base)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.close()
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}search_path={schema}"
-    finally:
-        conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+    async with fresh_postgres_url() as url:
+        yield url
 
 
 async def _open(url: str, clock: Any = None, ttl: float = 900.0) -> Any:

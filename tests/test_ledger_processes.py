@@ -13,22 +13,20 @@ import signal
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from hermes_proxy.config import LedgerConfig
 from hermes_proxy.ledger import open_ledger
 from policies.types import BudgetRule, TeamPolicy
+from tests.databases import database_url
 
 D = Decimal
-PG_ENV = "HERMES_TEST_POSTGRES_URL"
 
 WORKER = textwrap.dedent('''
     import asyncio, json, random, sys, time
@@ -100,22 +98,8 @@ def _isolate_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set")
-    schema = f"hermes_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(base)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.close()
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}search_path={schema}"
-    finally:
-        conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+    async with database_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
