@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from hermes_proxy.config import load_config
 from hermes_proxy.ledger import open_ledger
@@ -20,9 +21,11 @@ from tests.test_operations import ROOT, free_port, start_replica, wait_up
 HELLO = [{"role": "user", "content": "write a long story"}]
 
 
-async def test_sigkill_mid_stream_bills_what_was_delivered_when_the_hold_expires(tmp_path: Path,
-                                                                                  aiohttp_server: Any) -> None:
-    script = Script(dialect="vllm", piece=2, answer="tale " * 400, delay_s=0.01, send_usage=False)
+@pytest.mark.parametrize(("dialect", "factor"), [("vllm", Decimal(1)), ("openrouter", Decimal(5))])
+async def test_sigkill_mid_stream_bills_what_was_delivered_when_the_hold_expires(
+        tmp_path: Path, aiohttp_server: Any, dialect: str, factor: Decimal) -> None:
+    # openrouter: the route is known (from the ledger) to bill 5x its configured price; the estimate bills that rate
+    script = Script(dialect=dialect, piece=2, answer="tale " * 400, delay_s=0.01, send_usage=False)
     upstream = await aiohttp_server(make_upstream_app(script))
     config_path = tmp_path / "proxy.toml"
     config_path.write_text(f"""
@@ -33,16 +36,23 @@ url = "sqlite:///{tmp_path / 'ledger.db'}"
 reservation_ttl_s = 1.5
 [[upstreams]]
 name = "up"
-kind = "vllm"
+kind = "{dialect}"
 base_url = "{upstream.make_url('/v1')}"
+api_key_env = "UP_KEY"
 [models.hermes-4-405b]
 routes = [{{ upstream = "up", model = "m", input_usd_per_mtok = 1.0, output_usd_per_mtok = 3.0 }}]
 [teams.default]
 budgets = [{{ window = "daily", limit_usd = 1.0 }}]
 max_tokens = 2000
 """)
+    if factor > 1:
+        seeded = open_ledger(load_config(str(config_path)).ledger)
+        await seeded.start()
+        await seeded.learn_price("hermes-4-405b/up:m", factor)
+        await seeded.close()
     port = free_port()
-    process = start_replica(config_path, port, {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+    process = start_replica(config_path, port, {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                                                "UP_KEY": "sk-test"})
     try:
         await wait_up(port, process)
         received = ""
@@ -76,6 +86,8 @@ max_tokens = 2000
         row = rows[0]
         assert row.status == "expired" and row.estimated
         assert row.completion_tokens > 50 and row.cost_usd is not None and row.cost_usd > 0
+        configured = (row.prompt_tokens * Decimal(1) + row.completion_tokens * Decimal(3)) / 1_000_000
+        assert row.cost_usd == configured * factor
         (status,) = await ledger.budget_status(team)
         assert Decimal(status.reserved_usd) == 0
         assert Decimal(status.spent_usd) == row.cost_usd

@@ -155,12 +155,15 @@ class ChatCall:
                         route=plan.routes[0].label, reasoning=plan.decision.enabled, started_at=self.started_at)
 
     def _progress(self) -> Progress:
-        """The usage so far and its cost, for the hold's checkpoint."""
-        assert self._plan is not None
+        """The usage so far and its cost, for the hold's checkpoint: at the configured price times the factor the
+        route is known to bill above it (the rate its reservation was made at)."""
+        assert self._plan is not None and self._admitted is not None
         usage = self._meter.running(self._services.counter, self._plan.max_tokens)
         route = self._answer.connection.route if self._answer else self._plan.routes[0]
-        return Progress(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens,
-                        cost_of(usage, self._services.prices.get(route)))
+        cost = cost_of(usage, self._services.prices.get(route))
+        if cost is not None:
+            cost *= self._admitted.admission.price_factor
+        return Progress(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, cost)
 
     async def _make_plan(self) -> Plan:
         services = self._services
