@@ -15,9 +15,18 @@ from hermes_proxy.tokens import TokenCounter, load_token_counter
 
 # Property tests: a quick run on a developer's machine, a thorough one in CI (which sets CI=true). Tests leave
 # max_examples to the profile; HYPOTHESIS_PROFILE picks one by hand.
-settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("ci", max_examples=400, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
+
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per core. A third of the suite's wall time is spent waiting (on subprocesses, sleeps
+    that stand in for an upstream's pace, PostgreSQL and Redis); a second worker per core fills it. On this project's
+    2-core reference machine 4 workers finish in 93 s where 2 take 118 s."""
+    return 2 * (os.cpu_count() or 1)
+
 
 _SECRET_ENVS = ("OPENROUTER_API_KEY", "NOUS_API_KEY", "HERMES_PROXY_CONFIG", "HERMES_ADMIN_KEY",
                 "HERMES_PROXY_LEDGER_URL", "HERMES_PROXY_API_KEY")

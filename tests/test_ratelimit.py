@@ -64,7 +64,8 @@ async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Factory]
 
         def factory() -> RateLimiter:
             assert REDIS_URL is not None
-            limiter = RedisRateLimiter(REDIS_URL, prefix=prefix, fail_open=False)
+            # a generous timeout: these tests count, and a loaded CI machine can stall a connection past the 0.5 s default
+            limiter = RedisRateLimiter(REDIS_URL, prefix=prefix, fail_open=False, timeout_s=5.0)
             created.append(limiter)
             return limiter
 

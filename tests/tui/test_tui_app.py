@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fake_backend import AppFactory, BudgetInfo, FakeBackend, Script, wait_for
 from textual import events
+from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, TextArea
 
@@ -19,6 +20,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import ChatSettings
 from tui.store import Store
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.messages import AssistantMessage, NoteMessage, ReasoningBlock, UserMessage
 from tui.widgets.status import ReasoningSwitch
 
@@ -520,6 +522,32 @@ async def test_help_screen_and_command_palette_entries(make_app: AppFactory) -> 
                        "Reasoning display: always", "Reasoning display: never", "Reasoning display: auto",
                        "Regenerate the last answer", "Regenerate with reasoning ON", "Edit an earlier message"):
             assert wanted in titles
+
+
+async def test_the_footer_shows_the_keys_of_the_moment_and_a_click_presses_one(make_app: AppFactory) -> None:
+    fake = FakeBackend(scripts=(Script(hold_after=1),))
+    app = make_app(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: connected(app))
+        footer = chat(app).query_one(KeyFooter)
+        assert [(h.shown_as, h.description) for h in footer.hints.left][:3] == [
+            ("^r", "Reasoning"), ("^n", "New"), ("^o", "Chats")]
+        assert "Stop" not in [h.description for h in footer.hints.left]
+        assert footer.hints.palette is not None and footer.hints.palette.shown_as == "^p"
+        switch = chat(app).query_one(ReasoningSwitch)
+        await pilot.click(KeyFooter, offset=(3, 0))  # on "^r Reasoning"
+        assert switch.on
+        await send(pilot, "hi")
+        await wait_for(pilot, lambda: fake.held.is_set())
+        await pilot.pause()
+        assert footer.hints.left[0].description == "Stop"  # the keys follow what can be done now
+        await pilot.click(KeyFooter, offset=(2, 0))
+        await wait_for(pilot, lambda: idle(app))
+        assert fake.calls[0].outcome == "stopped"
+        await pilot.pause()
+        assert "Stop" not in [h.description for h in footer.hints.left]
+        await pilot.click(KeyFooter, offset=(SIZE[0] - 3, 0))  # the palette's key, flush right
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
 
 
 async def test_sending_while_a_reply_streams_is_refused_politely(make_app: AppFactory) -> None:

@@ -20,7 +20,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.timer import Timer
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from tui.backend import (
@@ -44,6 +43,7 @@ from tui.transcript import chat_messages, conversation_title, message_meta
 from tui.widgets.conversation import ConversationView, reply_label, stored_label
 from tui.widgets.conversation_list import Sidebar
 from tui.widgets.header import ChatHeader
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.messages import AssistantMessage, UserMessage
 from tui.widgets.prompt import PromptInput
 from tui.widgets.status import ChatParamsButton, ModelButton, ReasoningSwitch, Totals, UsageBar
@@ -119,7 +119,7 @@ class ChatScreen(BackendLink):
                                   newline_keys=self.settings.newline_keys,
                                   placeholder=f"Message Hermes…   ({self._keys_hint()})")
                 yield UsageBar(id="usage")
-        yield Footer()
+        yield KeyFooter()
 
     def compact_changed(self, compact: bool) -> None:
         with suppress(NoMatches):

@@ -77,7 +77,7 @@ LAYOUT = """\
 - **Status line**, under the prompt: the state (connecting…, ready, waiting, thinking, answering, done, stopped,
   failed), tokens
   per second, tokens in · out (reasoning), this reply's cost and the context window used.
-- **Footer**: the main keys; ctrl+p, the command palette, on the right.
+- **Footer**: the keys that work now (a click on one presses it); ctrl+p, the command palette, on the right.
 """
 
 
