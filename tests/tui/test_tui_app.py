@@ -631,9 +631,8 @@ async def test_streaming_stays_at_the_bottom_unless_the_user_scrolls_up(make_app
         container = chat(app).query_one("#conversation")
         await send(pilot, "long please")
         await wait_for(pilot, lambda: fake.held.is_set())
-        await pilot.pause(0.1)
-        assert container.max_scroll_y > 0
-        assert container.scroll_y == container.max_scroll_y  # followed the answer
+        # followed the answer (waited for, not slept on: a loaded machine draws later)
+        await wait_for(pilot, lambda: 0 < container.max_scroll_y == container.scroll_y)
         container.scroll_home(animate=False)  # the user scrolls up to read
         await pilot.pause(0.05)
         fake.release()
@@ -642,8 +641,7 @@ async def test_streaming_stays_at_the_bottom_unless_the_user_scrolls_up(make_app
         assert container.scroll_y < container.max_scroll_y  # left where the user put it
         await send(pilot, "again")  # sending takes the view back to the bottom
         await wait_for(pilot, lambda: len(fake.calls) == 2 and idle(app))
-        await pilot.pause(0.1)
-        assert container.scroll_y == container.max_scroll_y
+        await wait_for(pilot, lambda: container.scroll_y == container.max_scroll_y)
 
 
 async def test_models_that_cannot_be_listed_are_retried_when_sending(make_app: AppFactory) -> None:
