@@ -186,9 +186,32 @@ def m009_budget_alerts(d: Dialect) -> list[str]:
     ]
 
 
+
+def m010_response_cache(d: Dialect) -> list[str]:
+    # the response cache (hermes_proxy.cache) when it lives in the ledger's database: one answer per team and key (a
+    # hash of everything that changes the answer), its JSON, size and expiry; and what each cache hit saved, per
+    # request id, which the spend report sums beside the cost (the request row itself is the hit's bill)
+    return [
+        f"""CREATE TABLE response_cache (
+            team TEXT NOT NULL,
+            cache_key TEXT NOT NULL,
+            created_at {d.time} NOT NULL,
+            expires_at {d.time} NOT NULL,
+            size_bytes {d.bigint} NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (team, cache_key)
+        )""",
+        "CREATE INDEX response_cache_expiry ON response_cache (expires_at)",
+        "CREATE INDEX response_cache_team_age ON response_cache (team, created_at)",
+        f"""CREATE TABLE cache_savings (
+            request_id TEXT PRIMARY KEY,
+            saved_usd {d.money} NOT NULL
+        ){d.table_suffix}""",
+    ]
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_keys, m002_requests, m003_holds, m004_spend_rollups, m005_hold_info, m006_learned_prices,
-    m007_requests_learned_price, m008_stored_responses, m009_budget_alerts,
+    m007_requests_learned_price, m008_stored_responses, m009_budget_alerts, m010_response_cache,
 )
 
 
