@@ -6,7 +6,8 @@
 
 Spend rows (and the total) carry ``requests``, tokens, ``cost_usd``, ``unknown_cost_requests``, ``estimated_requests``
 and ``estimated_cost_usd`` (usage counted locally, or a hold that expired and was billed from its last checkpoint),
-``learned_price_requests`` and ``learned_price_cost_usd`` (reserved at, or revealing, a price above the configured one).
+``learned_price_requests`` and ``learned_price_cost_usd`` (reserved at, or revealing, a price above the configured one),
+``cached_requests`` and ``saved_usd`` (answered from the response cache; what they would have cost less their charge).
 
 ``/admin/*`` needs the admin key (``Authorization: Bearer …``, compared in constant time) and does not exist (404) when
 no admin key is configured. Money goes out as decimal strings (``"0.0123"``), never as floats. Errors are raised as

@@ -14,7 +14,19 @@ from aiohttp import web
 
 from hermes_proxy.admin import add_admin_routes
 from hermes_proxy.alerts import AlertSender, BudgetAlerts, open_alert_store
-from hermes_proxy.appkeys import ALERTS, CONFIG, LEDGER, METRICS, OUTBOX, RATE_LIMITER, REQUEST_ID, RUNTIME, Runtime
+from hermes_proxy.appkeys import (
+    ALERTS,
+    CACHE_STORE,
+    CONFIG,
+    LEDGER,
+    METRICS,
+    OUTBOX,
+    RATE_LIMITER,
+    REQUEST_ID,
+    RUNTIME,
+    Runtime,
+)
+from hermes_proxy.cache.store import CacheStore, open_cache_store
 from hermes_proxy.config import Config, default_data_dir
 from hermes_proxy.cors import install_cors
 from hermes_proxy.dashboard import add_dashboard_routes
@@ -94,13 +106,13 @@ def build_gateway(config: Config, ledger: Ledger, counter: TokenCounter, *,
                   prices: Prices | None = None,
                   rate_limiter: RateLimiter | None = None, metrics: Metrics | None = None,
                   sleep: Callable[[float], Any] | None = None, outbox: Outbox | None = None,
-                  alerts: BudgetAlerts | None = None) -> Gateway:
+                  alerts: BudgetAlerts | None = None, cache: CacheStore | None = None) -> Gateway:
     # an upstream left out for want of its API key gets no client: no route uses it, /readyz does not probe it
     upstreams = {u.name: build_upstream(u, counter=counter) for u in config.upstreams if not u.missing_key}
     kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     return Gateway(config, upstreams=upstreams, ledger=ledger, counter=counter,
                    prices=prices if prices is not None else resolve_prices(config), rate_limiter=rate_limiter,
-                   metrics=metrics, outbox=outbox, alerts=alerts, **kwargs)
+                   metrics=metrics, outbox=outbox, alerts=alerts, cache=cache, **kwargs)
 
 
 def create_app(
@@ -150,7 +162,7 @@ def create_app(
         runtime.gateway = build_gateway(config, app[LEDGER], tokens, prices=prices,
                                         rate_limiter=app[RATE_LIMITER],
                                         metrics=app[METRICS] if config.server.metrics else None, sleep=sleep,
-                                        outbox=app[OUTBOX], alerts=app[ALERTS])
+                                        outbox=app[OUTBOX], alerts=app[ALERTS], cache=app[CACHE_STORE])
         reload_on_sighup(app, tokens, sleep=sleep)
         yield
         stop_reloading(app)
@@ -180,7 +192,14 @@ def create_app(
     app.cleanup_ctx.append(ledger_ctx)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(alerts_ctx)
+    async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+        # the response cache: in the ledger's database, or in Redis ([cache] url); teams opt in ([teams.x] cache)
+        store = app[CACHE_STORE] = open_cache_store(app[LEDGER], config.cache.url)
+        yield
+        await store.close()
+
     app.cleanup_ctx.append(rate_limiter_ctx)
+    app.cleanup_ctx.append(cache_ctx)
     app.cleanup_ctx.append(gateway_ctx)
     # an Expect header is answered before the middlewares run: every route gets the JSON-answering handler
     if config.server.metrics:

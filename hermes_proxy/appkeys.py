@@ -13,6 +13,7 @@ from hermes_proxy.metrics import Metrics
 
 if TYPE_CHECKING:
     from hermes_proxy.alerts import BudgetAlerts
+    from hermes_proxy.cache.store import CacheStore
     from hermes_proxy.ledger.base import Ledger
     from hermes_proxy.ledger.outbox import Outbox
     from hermes_proxy.pipeline import Gateway
@@ -41,6 +42,8 @@ OUTBOX: web.AppKey[Outbox | None] = web.AppKey("outbox", object)  # type: ignore
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 #: budget alerts: the outbox the request path inserts into, and the sender's wake-up
 ALERTS: web.AppKey[BudgetAlerts | None] = web.AppKey("alerts", object)  # type: ignore[arg-type]
+#: the response cache's store (the ledger's database, or Redis with [cache] url)
+CACHE_STORE: web.AppKey[CacheStore | None] = web.AppKey("cache_store", object)  # type: ignore[arg-type]
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter", object)  # type: ignore[arg-type]
 #: the proxy's id of one request (the client's ``x-request-id`` when well-formed), set first by the errors middleware
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

@@ -100,6 +100,13 @@ class Metrics:
                                 ["team", "model", "reason"], registry=r)
         self._alerts = Counter("hermes_budget_alerts", "Budget-alert webhook posts, by team and result (sent: "
                                "accepted; failed: an attempt that will be retried).", ["team", "result"], registry=r)
+        self._cache_lookups = Counter("hermes_cache_lookups", "Response-cache lookups, by team and result (hit, miss, "
+                                      "error: the store did not answer and the request went upstream).",
+                                      ["team", "result"], registry=r)
+        self._cache_stored = Counter("hermes_cache_stored_bytes", "Bytes of answers written to the response cache.",
+                                     ["team"], registry=r)
+        self._cache_saved = Counter("hermes_cache_saved_usd", "What cache hits saved, in USD (first cost less the "
+                                    "hit's charge).", ["team"], registry=r)
         limit = max_label_values
         self._team = _Bounded(limit)
         self._model = _Bounded(limit)
@@ -204,6 +211,17 @@ class Metrics:
     def alert_delivered(self, *, team: str, ok: bool) -> None:
         """One budget-alert webhook post: accepted (``sent``) or failed (retried later)."""
         self._alerts.labels(self._team(team), "sent" if ok else "failed").inc()
+
+    # --- response cache ---------------------------------------------------------------------------------------
+
+    def cache_lookup(self, *, team: str, result: str) -> None:
+        self._cache_lookups.labels(self._team(team), result).inc()
+
+    def cache_stored(self, *, team: str, size_bytes: int) -> None:
+        self._cache_stored.labels(self._team(team)).inc(size_bytes)
+
+    def cache_saved(self, *, team: str, saved_usd: Decimal) -> None:
+        self._cache_saved.labels(self._team(team)).inc(float(saved_usd))
 
     # --- exposition -------------------------------------------------------------------------------------------
 

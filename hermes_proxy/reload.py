@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hermes_proxy.appkeys import ALERTS, LEDGER, METRICS, OUTBOX, RATE_LIMITER, RUNTIME
+from hermes_proxy.appkeys import ALERTS, CACHE_STORE, LEDGER, METRICS, OUTBOX, RATE_LIMITER, RUNTIME
 from hermes_proxy.config import Config, load_config
 from hermes_proxy.errors import HermesError
 from hermes_proxy.pipeline import Gateway
@@ -60,6 +60,7 @@ async def reload_config(app: web.Application, counter: TokenCounter, *,
         new_config = await asyncio.to_thread(load_config, old_config.source)
         gateway = await asyncio.to_thread(
             build_gateway, new_config, app[LEDGER], counter, sleep=sleep, outbox=app.get(OUTBOX), alerts=app.get(ALERTS),
+            cache=app.get(CACHE_STORE),
             rate_limiter=app[RATE_LIMITER], metrics=app[METRICS] if new_config.server.metrics else None)
     except HermesError as error:
         log.error("config reload refused, keeping the running config: %s", error)
@@ -78,7 +79,8 @@ async def reload_config(app: web.Application, counter: TokenCounter, *,
 
 def _restart_only_changes(old: Config, new: Config) -> list[tuple[str, bool]]:
     return [("server", old.server != new.server), ("ledger", old.ledger != new.ledger),
-            ("rate_limits", old.rate_limits != new.rate_limits), ("tokens", old.tokens != new.tokens)]
+            ("rate_limits", old.rate_limits != new.rate_limits), ("tokens", old.tokens != new.tokens),
+            ("cache] url [", old.cache.url != new.cache.url)]
 
 
 async def _retire(gateway: Gateway) -> None:

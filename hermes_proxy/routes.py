@@ -13,6 +13,7 @@ from aiohttp import HttpVersion11, web
 
 from hermes_proxy.appkeys import CONFIG, LEDGER, METRICS, REQUEST_ID, current_config, current_gateway
 from hermes_proxy.auth import authenticate, require_admin
+from hermes_proxy.cache.key import CACHE_HEADER
 from hermes_proxy.errors import (
     HermesError,
     InvalidRequest,
@@ -103,6 +104,11 @@ def call_headers(call: ChatCall) -> dict[str, str]:
     }
     if info.simulated:
         headers["x-hermes-simulated"] = "true"
+    cached = call.cache.header
+    if cached is not None:
+        headers[CACHE_HEADER] = cached
+        if call.cache.age_s is not None:
+            headers["x-hermes-cache-age"] = str(int(call.cache.age_s))
     plan = call.plan
     if plan is not None and plan.prompt_warning:
         headers["x-hermes-prompt-warning"] = header_text(plan.prompt_warning)
@@ -131,7 +137,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         gateway = current_gateway(request.app)
         call = gateway.chat(body, principal, reasoning_header=request.headers.get("x-hermes-reasoning"),
-                            **request_ids(request))
+                            cache_header=request.headers.get(CACHE_HEADER), **request_ids(request))
         async with call:
             if isinstance(body, dict) and body.get("stream"):
                 return await _stream(request, call, include_usage=_include_usage(body))

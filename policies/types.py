@@ -72,3 +72,5 @@ class TeamPolicy:
     prompt_limit: PromptLimitMode = "refuse"
     #: budget-alert webhooks (none: no alert is ever looked for)
     alerts: tuple[AlertRule, ...] = ()
+    #: the response cache may keep and replay this team's answers (``[cache]``); off unless the team's table says so
+    cache: bool = False

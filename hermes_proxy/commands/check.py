@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from hermes_proxy.config import (
     DEFAULT_KEY_ENVS,
@@ -70,11 +71,29 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
         models = ", ".join(team.models) if team.models is not None else "all models"
         lines.append(f"  - {team.name}: {budgets}; {models}; reasoning {team.reasoning}"
                      + (f"; max_tokens {team.max_tokens}" if team.max_tokens else "") + f"; tz {team.timezone}")
+        if team.max_prompt_tokens:
+            lines.append(f"      prompts over {team.max_prompt_tokens:,} tokens: "
+                         + ("refused (400)" if team.prompt_limit == "refuse" else "served with a warning header"))
+        if team.cache:
+            lines.append("      response cache: on for deterministic requests (temperature 0 or a seed); "
+                         "x-hermes-cache: on|off|refresh decides per request")
         if team.alerts:
             lines.append("      alerts: " + "; ".join(
                 f"{a.format} {a.url} at {'/'.join(map(str, a.at_percent))}%" for a in team.alerts)
                 + ", soft limit, hard limit, price rises")
+    lines.append("cache:     " + cache_summary(config))
     return "\n".join(lines)
+
+
+def cache_summary(config: Config) -> str:
+    cache = config.cache
+    teams = [t.name for t in config.teams if t.cache]
+    if not teams:
+        return "off (no team has cache = true)"
+    where = "Redis " + _without_password(cache.url) if cache.url else "the ledger's database"
+    charge = "free" if cache.hit_cost_fraction == 0 else f"{cache.hit_cost_fraction:%} of the first cost"
+    return (f"teams {', '.join(teams)}; in {where}; kept {cache.ttl_s / 3600:g} h; at most {cache.max_entry_bytes:,} "
+            f"bytes an answer and {cache.max_team_bytes:,} a team; hits {charge}, replayed {cache.replay}")
 
 
 def warnings_for(config: Config, prices: Prices) -> list[str]:
@@ -148,3 +167,11 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"{left} upstream{'s' if left != 1 else ''} left out")
     print("config OK" + (f" ({', '.join(notes)})" if notes else ""))
     return 0
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))

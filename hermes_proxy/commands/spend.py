@@ -141,8 +141,8 @@ def _table(label: str, rows: list[dict[str, Any]], total: dict[str, Any], since:
     if not rows:
         print(f"no requests{' ' + span if span else ''}")
         return
-    header = (label.upper(), "REQUESTS", "PROMPT", "COMPLETION", "REASONING", "COST", "UNKNOWN COST", "ESTIMATED*",
-              "LEARNED PRICE*")
+    header = (label.upper(), "REQUESTS", "PROMPT", "COMPLETION", "REASONING", "COST", "SAVED*", "UNKNOWN COST",
+              "ESTIMATED*", "LEARNED PRICE*")
 
     def part(count: int, cost: Any) -> str:
         return f"{count:,} ({format_usd(cost)})" if count else "-"
@@ -151,13 +151,15 @@ def _table(label: str, rows: list[dict[str, Any]], total: dict[str, Any], since:
         unknown = row["unknown_cost_requests"]
         return (str(row["group"]), f"{row['requests']:,}", f"{row['prompt_tokens']:,}",
                 f"{row['completion_tokens']:,}", f"{row['reasoning_tokens']:,}", format_usd(row["cost_usd"]),
-                f"{unknown:,}" if unknown else "-", part(row["estimated_requests"], row["estimated_cost_usd"]),
+                part(row["cached_requests"], row["saved_usd"]), f"{unknown:,}" if unknown else "-",
+                part(row["estimated_requests"], row["estimated_cost_usd"]),
                 part(row["learned_price_requests"], row["learned_price_cost_usd"]))
 
-    print(render_table(header, [*(cells(r) for r in rows), cells(total)], right=range(1, 9)))
+    print(render_table(header, [*(cells(r) for r in rows), cells(total)], right=range(1, 10)))
     if span:
         print(f"({span}, {tz})")
-    if total["estimated_requests"] or total["learned_price_requests"]:
-        print("* requests (and their part of COST). ESTIMATED: usage counted by the proxy, or a request whose process\n"
+    if total["estimated_requests"] or total["learned_price_requests"] or total["cached_requests"]:
+        print("* requests (and their part of COST). SAVED: answered from the response cache, and what they would have\n"
+              "  cost less what they were billed. ESTIMATED: usage counted by the proxy, or a request whose process\n"
               "  stopped before it settled, billed from its last checkpoint. LEARNED PRICE: reserved at, or revealing,\n"
               "  a price above the configured one.")

@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +22,7 @@ from hermes_proxy.config.teams import read_teams
 from hermes_proxy.config.types import (
     DEFAULT_TEAM,
     UPSTREAM_KINDS,
+    CacheConfig,
     ChatConfig,
     Config,
     LedgerConfig,
@@ -42,7 +44,7 @@ def parse_config(data: Mapping[str, Any], *, env: Mapping[str, str], source: Pat
     """A :class:`Config` from parsed TOML; ``env`` resolves the secrets the config names; ``source`` is the file
     (relative paths in it are relative to its folder)."""
     read.no_unknown(data, "", {"server", "upstreams", "models", "teams", "ledger", "sampling", "tokens", "rate_limits",
-                               "chat", "responses"})
+                               "chat", "responses", "cache"})
     server = read_server(read.table(data, "server"), env)
     upstreams = read_upstreams(data.get("upstreams", []), env)
     models = read_models(read.table(data, "models"), {u.name: u for u in upstreams})
@@ -53,9 +55,10 @@ def parse_config(data: Mapping[str, Any], *, env: Mapping[str, str], source: Pat
     rate_limits = read_rate_limits(read.table(data, "rate_limits"))
     chat = read_chat(read.table(data, "chat"), {t.name for t in teams}, {m.alias for m in models})
     responses = read_responses(read.table(data, "responses"))
+    cache = read_cache(read.table(data, "cache"))
     return Config(
         server=server, upstreams=upstreams, models=models, teams=teams, ledger=ledger, sampling=sampling,
-        tokens=tokens, rate_limits=rate_limits, chat=chat, responses=responses, source=source,
+        tokens=tokens, rate_limits=rate_limits, chat=chat, responses=responses, cache=cache, source=source,
     )
 
 
@@ -348,3 +351,23 @@ def _tools_mode(value: str, where: str) -> str:
     if value not in ("rendered", "native"):
         raise ConfigError(where + "tools", f"must be 'rendered' or 'native', got {value!r}")
     return value
+
+
+def read_cache(t: Mapping[str, Any]) -> CacheConfig:
+    w = "cache."
+    read.no_unknown(t, w, {"url", "ttl_s", "max_entry_bytes", "max_team_bytes", "replay", "hit_cost_fraction"})
+    url = read.text(t, "url", w, None)
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(w + "url", f"must be a redis:// URL (leave it out to keep the cache in the ledger); got {url!r}")
+    replay = read.text(t, "replay", w, "instant")
+    if replay not in ("instant", "paced"):
+        raise ConfigError(w + "replay", f"must be 'instant' or 'paced'; got {replay!r}")
+    fraction = read.positive(t, "hit_cost_fraction", w, 0, allow_zero=True)
+    if fraction > 1:
+        raise ConfigError(w + "hit_cost_fraction", f"must be between 0 and 1 (a share of the first cost); got {fraction!r}")
+    max_entry = read.integer(t, "max_entry_bytes", w, 1_000_000)
+    max_team = read.integer(t, "max_team_bytes", w, 100_000_000)
+    if max_team < max_entry:
+        raise ConfigError(w + "max_team_bytes", f"must be at least max_entry_bytes ({max_entry}); got {max_team}")
+    return CacheConfig(url=url, ttl_s=float(read.positive(t, "ttl_s", w, 86_400.0)), max_entry_bytes=max_entry,
+                       max_team_bytes=max_team, replay=replay, hit_cost_fraction=Decimal(str(fraction)))

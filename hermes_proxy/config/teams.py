@@ -77,7 +77,8 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
         if not isinstance(team, Mapping):
             raise ConfigError(w[:-1], "must be a table")
         read.no_unknown(team, w, {"budgets", "models", "reasoning", "max_tokens", "timezone", "rate_limits",
-                              "key_rate_limits", "key_limit_usd", "max_prompt_tokens", "prompt_limit", "alerts"})
+                              "key_rate_limits", "key_limit_usd", "max_prompt_tokens", "prompt_limit", "alerts",
+                              "cache"})
         budgets_raw = team.get("budgets", [])
         if not isinstance(budgets_raw, list):
             raise ConfigError(w + "budgets", "must be an array of { window, limit_usd, soft_limit_usd }")
@@ -131,6 +132,7 @@ def read_teams(t: Mapping[str, Any], aliases: set[str]) -> tuple[TeamPolicy, ...
             max_prompt_tokens=read.integer(team, "max_prompt_tokens", w, None),
             prompt_limit=prompt_limit,
             alerts=_alerts(team, w),
+            cache=read.flag(team, "cache", w, False),
         ))
     if not result:
         result.append(TeamPolicy(name=DEFAULT_TEAM))

@@ -176,6 +176,27 @@ class ResponsesConfig:
     store_days: float = 30.0
 
 
+CacheReplay = Literal["instant", "paced"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The response cache (``[cache]``): where answers are kept, for how long, how big, how a hit is replayed and
+    billed. A team uses it only with ``cache = true`` in its own table; requests then turn it on, off or refresh it."""
+
+    #: ``None``: the ledger's database; a ``redis://`` URL: that Redis (every replica sharing it)
+    url: str | None = None
+    ttl_s: float = 86_400.0
+    #: an answer larger than this (bytes of its stored JSON) is not kept
+    max_entry_bytes: int = 1_000_000
+    #: a team's entries past this total are evicted, oldest first
+    max_team_bytes: int = 100_000_000
+    #: a streamed hit: ``instant`` sends the stored answer at once; ``paced`` over the time it first took
+    replay: CacheReplay = "instant"
+    #: a hit is billed this fraction of what the answer first cost (0: free)
+    hit_cost_fraction: Decimal = Decimal(0)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatConfig:
     team: str = DEFAULT_TEAM
@@ -196,6 +217,7 @@ class Config:
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     source: Path | None = None
     is_default: bool = False
 

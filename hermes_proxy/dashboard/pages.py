@@ -211,6 +211,9 @@ def _spend_table(r: TeamReport, by: str) -> str:
                          f'{row["learned_price_requests"]:,} learned price ({usd(row["learned_price_cost_usd"])})</span>')
         if row["unknown_cost_requests"]:
             flags.append(f'<span class="tag est">{row["unknown_cost_requests"]:,} unknown cost</span>')
+        if row["cached_requests"]:
+            flags.append(f'<span class="tag cached" title="answered from the response cache">'
+                         f'{row["cached_requests"]:,} cached, saved {usd(row["saved_usd"])}</span>')
         body.append([esc(row["group"]), f"{row['requests']:,}", f"{row['prompt_tokens']:,}",
                      f"{row['completion_tokens']:,}", f"{row['reasoning_tokens']:,}", usd(row["cost_usd"]),
                      " ".join(flags)])

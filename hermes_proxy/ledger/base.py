@@ -34,6 +34,7 @@ from hermes_proxy.ledger.amounts import (
 from hermes_proxy.ledger.measure import measure_query, read_measure, sqlite_placeholders
 from hermes_proxy.ledger.protocol import Clock, Ledger
 from hermes_proxy.ledger.records import (
+    CACHED,
     EXPIRED,
     STATUSES,
     Admission,
@@ -62,6 +63,7 @@ from policies.budget import BudgetStatus, tidy
 
 __all__ = [
     "BUCKET",
+    "CACHED",
     "EXPIRED",
     "NANO",
     "SPEND_FIELDS",

@@ -16,7 +16,7 @@ from typing import Any
 
 from hermes_proxy import keys as keyutil
 from hermes_proxy.errors import InvalidRequest
-from hermes_proxy.ledger.records import Hold, KeyRecord, Progress, RequestRecord
+from hermes_proxy.ledger.records import CACHED, Hold, KeyRecord, Progress, RequestRecord
 
 #: how often a ledger deletes every team's expired holds (billing those with info; an admission bills its own team's)
 PURGE_EVERY = timedelta(minutes=5)
@@ -157,8 +157,10 @@ def spend_query(
         "COALESCE(SUM(cost_usd), 0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN estimated THEN 1 ELSE 0 END), COALESCE(SUM(CASE WHEN estimated THEN cost_usd END), 0), "
         "SUM(CASE WHEN learned_price THEN 1 ELSE 0 END), COALESCE(SUM(CASE WHEN learned_price THEN cost_usd END), 0), "
+        f"SUM(CASE WHEN status = '{CACHED}' THEN 1 ELSE 0 END), COALESCE(SUM(s.saved_usd), 0), "
         "MAX(key_name) "
-        f"FROM requests {'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY grp"
+        "FROM requests LEFT JOIN cache_savings s ON s.request_id = requests.request_id "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY grp"
     )
     return sql, params
 

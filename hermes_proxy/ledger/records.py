@@ -20,7 +20,9 @@ from policies.windows import require_aware
 #: how a request can end, checked when it is settled; rows already stored are read back whatever their status says.
 #: ``expired`` is written by the ledger only: a hold that carried :class:`HoldInfo` and expired, billed as an estimate
 EXPIRED = "expired"
-STATUSES: tuple[str, ...] = ("ok", "upstream_error", "cancelled", "error", EXPIRED)
+#: a cache hit: served from the response cache, billed its charge (see hermes_proxy.pipeline.cached)
+CACHED = "cached"
+STATUSES: tuple[str, ...] = ("ok", "upstream_error", "cancelled", "error", EXPIRED, CACHED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,12 @@ def check_spend_args(by: str | None, since: datetime | None, until: datetime | N
 
 
 #: the numbers of a spend row (and of the total), in order; ``estimated_*``: usage counted locally or a hold that
-#: expired before its settle; ``learned_price_*``: reserved at a learned price factor or revealed a higher price
+#: expired before its settle; ``learned_price_*``: reserved at a learned price factor or revealed a higher price;
+#: ``cached_requests``: answered from the response cache, ``saved_usd``: what those would have cost less their charge
 SPEND_FIELDS: tuple[str, ...] = (
     "requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "unknown_cost_requests",
     "estimated_requests", "estimated_cost_usd", "learned_price_requests", "learned_price_cost_usd",
+    "cached_requests", "saved_usd",
 )
 
 
@@ -41,17 +43,19 @@ def spend_rows(
     money: Callable[[Any], Decimal] = tidy,
 ) -> list[dict[str, Any]]:
     """Report rows from the columns of ``spend_query`` (group, requests, prompt, completion, reasoning, cost,
-    unknown-cost count, estimated count and cost, learned-price count and cost, a key name), money read by ``money``;
+    unknown-cost count, estimated count and cost, learned-price count and cost, cached count, saved, a key name), money
+    read by ``money``;
     grouped by key, a row is named by the key's current name (else the name it had when used, else its id)."""
     result = []
     for (grp, count, prompt, completion, reasoning, cost, unknown, estimated, estimated_cost, learned, learned_cost,
-         key_name) in rows:
+         cached, saved, key_name) in rows:
         row: dict[str, Any] = {
             "group": grp, "requests": int(count), "prompt_tokens": int(prompt or 0),
             "completion_tokens": int(completion or 0), "reasoning_tokens": int(reasoning or 0),
             "cost_usd": money(cost), "unknown_cost_requests": int(unknown or 0),
             "estimated_requests": int(estimated or 0), "estimated_cost_usd": money(estimated_cost),
             "learned_price_requests": int(learned or 0), "learned_price_cost_usd": money(learned_cost),
+            "cached_requests": int(cached or 0), "saved_usd": money(saved),
         }
         if by == "key":
             row["key_id"] = grp or None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hermes_proxy.alerts.events import spawn
@@ -34,7 +35,10 @@ def price_key(plan: Plan, route: Route) -> str:
     return f"{plan.model.alias}/{route.label}"
 
 
-async def admit(services: Services, plan: Plan, principal: Principal, info: HoldInfo) -> Admitted:
+async def admit(services: Services, plan: Plan, principal: Principal, info: HoldInfo, *,
+                progress: Progress | None = None, price_keys: Sequence[str] | None = None) -> Admitted:
+    """``progress`` is what the hold bills if the request dies before its first checkpoint (default: its prompt at
+    the primary route's price); ``price_keys`` the learned prices its reservation follows (default: its routes')."""
     team, key = principal.team, principal.key
     metrics = services.metrics
     rate_headers: dict[str, str] = {}
@@ -47,7 +51,7 @@ async def admit(services: Services, plan: Plan, principal: Principal, info: Hold
             raise decision.error()
         rate_headers, ticket = decision.headers, decision.ticket
     try:
-        admission = await _reserve(services, plan, principal, info)
+        admission = await _reserve(services, plan, principal, info, progress, price_keys)
     except BudgetExceeded as refusal:
         window = refusal.headers.get("x-hermes-budget-window")
         if services.alerts is not None and team.alerts and window and window != "key":
@@ -61,14 +65,17 @@ async def admit(services: Services, plan: Plan, principal: Principal, info: Hold
     return Admitted(admission, rate_headers)
 
 
-async def _reserve(services: Services, plan: Plan, principal: Principal, info: HoldInfo) -> Admission:
+async def _reserve(services: Services, plan: Plan, principal: Principal, info: HoldInfo, progress: Progress | None,
+                   price_keys: Sequence[str] | None) -> Admission:
     ledger = services.ledger
-    primary = plan.routes[0]
-    # the prompt is what a request that dies before its first checkpoint has certainly cost
-    prompt = Usage(prompt_tokens=plan.prompt_tokens, estimated=True)
-    progress = Progress(plan.prompt_tokens, 0, 0, cost_of(prompt, services.prices.get(primary)))
+    if progress is None:
+        # the prompt is what a request that dies before its first checkpoint has certainly cost
+        prompt = Usage(prompt_tokens=plan.prompt_tokens, estimated=True)
+        progress = Progress(plan.prompt_tokens, 0, 0, cost_of(prompt, services.prices.get(plan.routes[0])))
+    if price_keys is None:
+        price_keys = [price_key(plan, r) for r in plan.routes]
     task = asyncio.ensure_future(ledger.reserve(principal.team, principal.key, plan.reserve_usd, info=info,
-                                                progress=progress, price_keys=[price_key(plan, r) for r in plan.routes]))
+                                                progress=progress, price_keys=price_keys))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

@@ -20,11 +20,21 @@ from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.alerts.events import spawn
+from hermes_proxy.cache.answer import StoredAnswer
 from hermes_proxy.config import Route
 from hermes_proxy.errors import HermesError, UpstreamError
-from hermes_proxy.ledger.base import HoldInfo, Progress, RequestRecord
+from hermes_proxy.ledger.base import CACHED, HoldInfo, Progress, RequestRecord
 from hermes_proxy.pipeline.admit import Admitted, admit, price_key
 from hermes_proxy.pipeline.answer import Answer
+from hermes_proxy.pipeline.cached import (
+    CacheStep,
+    charge_for,
+    keep,
+    look_up,
+    record_saving,
+    stored_answer,
+    worth_keeping,
+)
 from hermes_proxy.pipeline.connect import connect
 from hermes_proxy.pipeline.hold import HoldKeeper, checkpoint_interval
 from hermes_proxy.pipeline.outcome import UsageMeter
@@ -42,8 +52,12 @@ log = logging.getLogger("hermes_proxy.gateway")
 
 class ChatCall:
     def __init__(self, services: Services, body: Any, principal: Principal, reasoning_header: str | None,
-                 request_id: str, *, client_request_id: str | None = None) -> None:
+                 request_id: str, *, client_request_id: str | None = None, cache_header: str | None = None) -> None:
         self._services = services
+        self._cache_header = cache_header
+        self.cache: CacheStep = CacheStep("off")
+        self._hit_charge: Decimal | None = None
+        self._first_replayed_at: float | None = None
         self.client_request_id = client_request_id
         self._body = body
         self._principal = principal
@@ -89,7 +103,7 @@ class ChatCall:
 
     @property
     def ttft_ms(self) -> float | None:
-        first = self._answer.first_piece_at if self._answer else None
+        first = self._answer.first_piece_at if self._answer else self._first_replayed_at
         return None if first is None else (first - self._t0) * 1000
 
     # --- entering: plan, admit, connect ---------------------------------------------------------------------------
@@ -103,6 +117,9 @@ class ChatCall:
         try:
             plan = await self._make_plan()
             self._plan = plan
+            self.cache = await look_up(services, plan, self._principal, self._cache_header)
+            if self.cache.hit is not None:
+                return await self._enter_replay(plan, self.cache.hit)
             await self._wait_for_price(plan)
             self._admitted = await admit(services, plan, self._principal, self._hold_info(plan))
             self._keeper = HoldKeeper(services.ledger, self._admitted.admission.hold, self._progress,
@@ -134,6 +151,31 @@ class ChatCall:
             admission=self._admitted.admission, simulated=upstream.simulated, context_window=plan.model.context_window)
         return self
 
+    async def _enter_replay(self, plan: Plan, hit: StoredAnswer) -> ChatCall:
+        """A cache hit: admitted for its charge (rate limits and budget as for any request), then replayed; no
+        upstream is called. Its hold carries the charge as its progress, so a replay cut short still bills it."""
+        services = self._services
+        self._hit_charge = charge_for(services, hit)
+        charge = self._hit_charge or Decimal(0)
+        progress = Progress(hit.usage.prompt_tokens, hit.usage.completion_tokens, hit.usage.reasoning_tokens,
+                            self._hit_charge)
+        self._admitted = await admit(services, dataclasses.replace(plan, reserve_usd=charge), self._principal,
+                                     self._hold_info(plan, route=hit.route), progress=progress, price_keys=())
+        self._keeper = HoldKeeper(services.ledger, self._admitted.admission.hold, self._progress,
+                                  checkpoint_interval(services.config.ledger.reservation_ttl_s))
+        self._keeper.start()
+        route = next((r for r in plan.routes if r.label == hit.route), plan.routes[0])
+        upstream = services.upstreams.get(route.upstream)
+        simulated = bool(upstream is not None and upstream.simulated)
+        self.info = CallInfo(
+            request_id=self.request_id, model=plan.model.alias,
+            response_model=plan.model.alias + (SIMULATED_SUFFIX if simulated else ""),
+            route=route, reasoning=plan.decision, prompt_tokens=hit.usage.prompt_tokens,
+            max_tokens=plan.max_tokens, max_tokens_source=plan.max_tokens_source,
+            reserved_usd=self._admitted.admission.hold.amount_usd, admission=self._admitted.admission,
+            simulated=simulated, context_window=plan.model.context_window)
+        return self
+
     async def _wait_for_price(self, plan: Plan) -> None:
         """On a route whose upstream reports its own cost and whose real price is not known yet, wait for the request
         finding it out, or be that request (see pipeline/probe.py)."""
@@ -149,15 +191,20 @@ class ChatCall:
             self._services.probes.done(self._probe_key, known=known)
             self._probe_key = None
 
-    def _hold_info(self, plan: Plan) -> HoldInfo:
+    def _hold_info(self, plan: Plan, *, route: str | None = None) -> HoldInfo:
         key = self._principal.key
         return HoldInfo(request_id=self.request_id, key_name=key.name if key else None, model=plan.model.alias,
-                        route=plan.routes[0].label, reasoning=plan.decision.enabled, started_at=self.started_at)
+                        route=route or plan.routes[0].label, reasoning=plan.decision.enabled,
+                        started_at=self.started_at)
 
     def _progress(self) -> Progress:
         """The usage so far and its cost, for the hold's checkpoint: at the configured price times the factor the
         route is known to bill above it (the rate its reservation was made at)."""
         assert self._plan is not None and self._admitted is not None
+        hit = self.cache.hit
+        if hit is not None:
+            return Progress(hit.usage.prompt_tokens, hit.usage.completion_tokens, hit.usage.reasoning_tokens,
+                            self._hit_charge)
         usage = self._meter.running(self._services.counter, self._plan.max_tokens)
         route = self._answer.connection.route if self._answer else self._plan.routes[0]
         cost = cost_of(usage, self._services.prices.get(route))
@@ -181,10 +228,21 @@ class ChatCall:
         return self._pieces()
 
     async def _pieces(self) -> AsyncIterator[Piece]:
+        hit = self.cache.hit
+        if hit is not None:
+            paced = self._services.config.cache.replay == "paced"
+            async for piece in hit.replay(paced=paced, sleep=self._services.sleep):
+                if self._first_replayed_at is None:
+                    self._first_replayed_at = time.perf_counter()
+                yield piece
+            return
         answer = self._answer
         assert answer is not None
+        keep = self.cache.pieces if self.cache.keeps_answer else None
         try:
             async for piece in answer.pieces():
+                if keep is not None and not piece.keepalive:
+                    keep.append(piece)
                 yield piece
         finally:
             self._error = self._error or answer.error
@@ -210,6 +268,11 @@ class ChatCall:
 
     def compute_outcome(self, status: str) -> Outcome:
         assert self._plan is not None
+        hit = self.cache.hit
+        if hit is not None:  # billed its charge, however far the replay got
+            self.outcome = Outcome(usage=hit.usage, cost_usd=self._hit_charge, finish_reason=hit.finish_reason,
+                                   status=CACHED if status == "ok" else status, error=self._error)
+            return self.outcome
         usage = self._meter.total(self._services.counter, self._plan.max_tokens)
         route = self._answer.connection.route if self._answer else None
         price = self._services.prices.get(route) if route else None
@@ -253,6 +316,7 @@ class ChatCall:
         assert self.outcome is not None and self._admitted is not None and self._plan is not None
         principal, plan, outcome = self._principal, self._plan, self.outcome
         route = self._answer.connection.route if self._answer else None
+        hit = self.cache.hit
         admission = self._admitted.admission
         revealed = False
         try:
@@ -264,7 +328,8 @@ class ChatCall:
             request_id=self.request_id, started_at=self.started_at, team=principal.team.name,
             key_id=principal.key.id if principal.key else None,
             key_name=principal.key.name if principal.key else None,
-            model=plan.model.alias, route=route.label if route else "", reasoning=plan.decision.enabled,
+            model=plan.model.alias, route=hit.route if hit else (route.label if route else ""),
+            reasoning=plan.decision.enabled,
             prompt_tokens=outcome.usage.prompt_tokens, completion_tokens=outcome.usage.completion_tokens,
             reasoning_tokens=outcome.usage.reasoning_tokens, cost_usd=outcome.cost_usd,
             estimated=outcome.usage.estimated, status=outcome.status,
@@ -279,8 +344,19 @@ class ChatCall:
         if self._services.config.server.log_prompts:
             extra_log["messages"] = plan.request.messages
             extra_log["answer"] = self._answer.shaper.content_text if self._answer else ""
+        if hit is not None:
+            extra_log["cache"] = "hit"
         await settle(self._services, principal, admission, record, outcome, timings,
                      extra_log=extra_log)
+        if hit is not None and outcome.status == CACHED:
+            await record_saving(self._services, principal.team.name, self.request_id, hit, outcome.cost_usd)
+        checks = self.checks
+        structured_ok = checks is None or checks.structured_error is None
+        if route is not None and worth_keeping(self.cache, outcome, route.label, plan, structured_ok):
+            answer = stored_answer(self.cache, outcome, route.label, self._t_upstream[0] if self._t_upstream
+                                   else self._t0)
+            spawn(self._services.tracker, keep(self._services, principal.team.name, self.cache, answer),
+                  "response cache")
 
     async def _learn_price(self, route: Route, outcome: Outcome) -> bool:
         """When the upstream reported a cost above the route's configured price, the factor is learned in the

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hermes_proxy.alerts.events import BudgetAlerts
+from hermes_proxy.cache.store import CacheStore
 from hermes_proxy.config import Config, ModelConfig
 from hermes_proxy.ledger.base import Ledger
 from hermes_proxy.ledger.outbox import Outbox
@@ -35,10 +36,11 @@ class Gateway:
         sleep: Callable[[float], Any] = asyncio.sleep,
         outbox: Outbox | None = None,
         alerts: BudgetAlerts | None = None,
+        cache: CacheStore | None = None,
     ) -> None:
         self._services = Services(config=config, upstreams=upstreams, ledger=ledger, counter=counter, prices=prices,
                                   rate_limiter=rate_limiter, metrics=metrics, sleep=sleep, tracker=CallTracker(),
-                                  outbox=outbox, alerts=alerts)
+                                  outbox=outbox, alerts=alerts, cache=cache)
 
     @property
     def config(self) -> Config:
@@ -58,13 +60,19 @@ class Gateway:
     def is_simulated(self, model: ModelConfig) -> bool:
         return all(getattr(self.upstreams.get(r.upstream), "simulated", False) for r in model.routes)
 
+    @property
+    def cache(self) -> CacheStore | None:
+        return self._services.cache
+
     def chat(self, body: Any, principal: Principal, *, reasoning_header: str | None = None,
-             request_id: str | None = None, client_request_id: str | None = None) -> ChatCall:
+             request_id: str | None = None, client_request_id: str | None = None,
+             cache_header: str | None = None) -> ChatCall:
         """A new call. Its ledger id is the proxy's own (``request_id``, one the proxy generated, or a new one): a
         client's ``x-request-id`` is only a correlation id for logs (a client that reuses one must not share a bill).
         """
         return ChatCall(self._services, body, principal, reasoning_header,
-                        request_id or f"req_{os.urandom(12).hex()}", client_request_id=client_request_id)
+                        request_id or f"req_{os.urandom(12).hex()}", client_request_id=client_request_id,
+                        cache_header=cache_header)
 
     async def settled(self) -> None:
         """Until every call that has started is finished and recorded in the ledger."""

@@ -13,7 +13,8 @@ from hermes_proxy.tools.structured import validate_response_format
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: fields the proxy consumes itself and never forwards as they are (the reasoning fields are the dialect's)
-CONSUMED_FIELDS = frozenset({"model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "n"})
+#: fields the proxy reads and does not forward (``cache``: the response cache, hermes_proxy.cache)
+CONSUMED_FIELDS = frozenset({"model", "stream", "stream_options", "max_completion_tokens", "max_tokens", "n", "cache"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hermes_proxy.alerts.events import BudgetAlerts
 from hermes_proxy.config import Config, Route
@@ -23,6 +23,9 @@ from hermes_proxy.tokens import TokenCounter
 from hermes_proxy.upstreams.base import Upstream
 from hermes_proxy.usage import Usage
 from policies.types import TeamPolicy
+
+if TYPE_CHECKING:
+    from hermes_proxy.cache.store import CacheStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +123,5 @@ class Services:
     probes: PriceProbes = field(default_factory=PriceProbes)
     #: budget alerts (None: no outbox, as in the terminal chat)
     alerts: BudgetAlerts | None = None
+    #: the response cache's store (None: no team can use the cache here)
+    cache: CacheStore | None = None
