@@ -4,6 +4,8 @@ shared by replicas on one ledger database."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from hermes_proxy.appkeys import LEDGER, current_gateway
+from hermes_proxy.appkeys import CACHE_STORE, LEDGER, current_gateway
 from tests.fake_upstream import ANSWER, Script
 from tests.proxy_harness import Proxy, ProxyFactory
 
@@ -202,9 +204,15 @@ async def test_a_bad_cache_value_is_a_clear_400(proxy: ProxyFactory) -> None:
     assert refused.value.body["param"] == "cache"  # type: ignore[index]
 
 
-async def test_replicas_on_one_ledger_share_the_cache(proxy: ProxyFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["ledger", pytest.param("redis", marks=pytest.mark.skipif(
+    not os.environ.get("HERMES_TEST_REDIS_URL"), reason="HERMES_TEST_REDIS_URL is not set"))])
+async def test_replicas_on_one_ledger_share_the_cache(proxy: ProxyFactory, tmp_path: Path, where: str) -> None:
     script = Script()
-    sections: dict[str, Any] = {"teams": CACHED_TEAM, "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.sqlite3'}"}}
+    team = f"team-{uuid.uuid4().hex[:8]}"  # Redis is shared by the whole test run: a team of this test's own
+    sections: dict[str, Any] = {"teams": {team: {"cache": True}},
+                                "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.sqlite3'}"}}
+    if where == "redis":
+        sections["cache"] = {"url": os.environ["HERMES_TEST_REDIS_URL"], "ttl_s": 60}
     first = await proxy(script, **sections)
     second = await proxy(script, **sections)
     await ask(first, stream=False)
@@ -214,3 +222,4 @@ async def test_replicas_on_one_ledger_share_the_cache(proxy: ProxyFactory, tmp_p
     assert len(script.requests) == 1
     total = await spend_total(second)
     assert total["requests"] == 2 and Decimal(total["saved_usd"]) == FIRST_COST
+    assert (await first.client.app[CACHE_STORE].clear(team)) == 1  # type: ignore[index, union-attr]
