@@ -168,6 +168,19 @@ async def test_port_zero_prints_the_port_bound_and_a_public_bind_needs_the_expli
     assert await served.stop() == 0
 
 
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the listen queue's size")
+async def test_the_listen_queue_holds_a_burst_not_aiohttps_128(tmp_path: Path, serve: Any) -> None:
+    (tmp_path / "demo.toml").write_text(DEMO_CONFIG.format(server="listen_backlog = 1500"))
+    served = await serve("--config", "demo.toml", "--port", "0")
+    port = int((await served.line_matching(r"listening on http://127\.0\.0\.1:(\d+)/v1")).group(1))
+    ss = await asyncio.create_subprocess_exec("ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE)
+    listing = (await ss.communicate())[0].decode()
+    somaxconn = int(await asyncio.to_thread(Path("/proc/sys/net/core/somaxconn").read_text))
+    # for a listening socket, ss's Send-Q column is the backlog the socket was given
+    assert listing.split()[2] == str(min(1500, somaxconn))
+    assert await served.stop() == 0
+
+
 async def test_a_port_in_use_is_a_one_line_error_and_no_listening_line(tmp_path: Path, serve: Any) -> None:
     (tmp_path / "demo.toml").write_text(DEMO_CONFIG.format(server=""))
     with socket.socket() as taken:

@@ -105,7 +105,7 @@ async def _serve(app: web.Application, config: Config, host: str, port: int) -> 
                            shutdown_timeout=config.server.shutdown_timeout_s)
     await runner.setup()  # the cleanup contexts start here: ledger, rate limiter, gateway
     try:
-        site = web.TCPSite(runner, host or None, port)
+        site = web.TCPSite(runner, host or None, port, backlog=config.server.listen_backlog)
         try:
             await site.start()
         except OSError as exc:

@@ -86,7 +86,7 @@ def read_server(t: Mapping[str, Any], env: Mapping[str, str]) -> ServerConfig:
     w = "server."
     read.no_unknown(t, w, {"host", "port", "admin_key_env", "max_request_bytes", "shutdown_timeout_s", "auth",
                        "metrics_require_admin", "log_prompts", "metrics", "request_log", "cors_origins",
-                       "allow_public_without_auth", "dashboard"})
+                       "allow_public_without_auth", "dashboard", "listen_backlog"})
     port = read.integer(t, "port", w, 8787, minimum=0)
     if port > 65535:
         raise ConfigError(w + "port", f"must be <= 65535, got {port}")
@@ -101,6 +101,7 @@ def read_server(t: Mapping[str, Any], env: Mapping[str, str]) -> ServerConfig:
         admin_key=secret_from_env(env, admin_env, w + "admin_key_env"),
         max_request_bytes=read.integer(t, "max_request_bytes", w, 4 * 1024 * 1024, minimum=1024),
         shutdown_timeout_s=read.positive(t, "shutdown_timeout_s", w, 30.0, allow_zero=True),
+        listen_backlog=read.integer(t, "listen_backlog", w, 4096),
         auth=auth,
         metrics_require_admin=read.flag(t, "metrics_require_admin", w, False),
         log_prompts=read.flag(t, "log_prompts", w, False),

@@ -63,6 +63,9 @@ class ServerConfig:
     admin_key_env: str = "HERMES_ADMIN_KEY"
     max_request_bytes: int = 4 * 1024 * 1024
     shutdown_timeout_s: float = 30.0
+    #: connections the kernel queues before the proxy accepts them (aiohttp's default, 128, drops a burst of streams
+    #: opening at once; the kernel caps it at net.core.somaxconn)
+    listen_backlog: int = 4096
     auth: Literal["keys", "none"] = "keys"
     metrics_require_admin: bool = False
     log_prompts: bool = False
