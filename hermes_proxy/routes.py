@@ -109,6 +109,9 @@ def call_headers(call: ChatCall) -> dict[str, str]:
         headers[CACHE_HEADER] = cached
         if call.cache.age_s is not None:
             headers["x-hermes-cache-age"] = str(int(call.cache.age_s))
+        saved = call.cache_saved_usd
+        if saved is not None:
+            headers["x-hermes-cache-saved-usd"] = usd_text(saved)
     plan = call.plan
     if plan is not None and plan.prompt_warning:
         headers["x-hermes-prompt-warning"] = header_text(plan.prompt_warning)

@@ -64,6 +64,7 @@ async def test_a_repeated_deterministic_request_is_answered_from_the_cache_for_f
     assert len(script.requests) == 1  # the second answer never reached the upstream
     assert second_text == first_text == ANSWER
     assert second_headers["x-hermes-cache"] == "hit"
+    assert Decimal(second_headers["x-hermes-cache-saved-usd"]) == FIRST_COST
     assert int(second_headers["x-hermes-cache-age"]) >= 0
     assert (second_usage.prompt_tokens, second_usage.completion_tokens) == (31, 20)
     if not stream:
@@ -94,6 +95,7 @@ async def test_a_hit_costs_the_configured_fraction_and_the_budget_sees_it(proxy:
     assert headers["x-hermes-cache"] == "hit"
     quarter = FIRST_COST / 4
     assert Decimal(headers["x-hermes-cost-usd"]) == quarter
+    assert Decimal(headers["x-hermes-cache-saved-usd"]) == FIRST_COST - quarter
     assert Decimal(headers["x-hermes-budget-remaining-usd"]) == 1 - FIRST_COST - quarter
     total = await spend_total(app)
     assert Decimal(total["cost_usd"]) == FIRST_COST + quarter

@@ -391,6 +391,14 @@ class ChatCall:
             spawn(self._services.tracker, self._services.alerts.price_rise(team, key, learned), "price rise")
         return True
 
+    @property
+    def cache_saved_usd(self) -> Decimal | None:
+        """On a cache hit, what it saves: the answer's first cost less this request's charge (None: unknown)."""
+        hit = self.cache.hit
+        if hit is None or hit.cost_usd is None or self._hit_charge is None:
+            return None
+        return max(Decimal(0), hit.cost_usd - self._hit_charge)
+
     def remaining_budget_usd(self) -> Decimal | None:
         """The tightest window's remaining budget: after the reservation, or once the outcome is known, after this
         request's actual cost replaced its reservation."""
