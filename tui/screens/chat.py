@@ -450,6 +450,9 @@ class ChatScreen(BackendLink):
             return
         usage.show(meter, state=state, live=reply is not None)
         totals.show(chat_cost=chat_cost, budget=self.budget)
+        self.history_tokens.forget()  # the conversation may have changed
+        if reply is None:
+            self.refresh_next_turn()
 
     # --- actions --------------------------------------------------------------------------------------------------
 

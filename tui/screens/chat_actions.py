@@ -1,4 +1,5 @@
-"""The chat screen's commands that do not stream: model, settings, copy, scroll, fold, edit, help.
+"""The chat screen's commands that do not stream: model, settings, copy, scroll, fold, edit, help; and the preview
+of what sending the prompt would cost (:mod:`tui.next_turn`), under the prompt while no reply streams.
 
 :class:`ChatActions` sits between :class:`~tui.screens.conversations.SavedConversations` and
 :class:`~tui.screens.chat.ChatScreen`, which provides the state and the streaming.
@@ -9,18 +10,23 @@ from __future__ import annotations
 from dataclasses import replace
 
 from textual import on
+from textual.css.query import NoMatches
 from textual.reactive import reactive
+from textual.timer import Timer
+from textual.widgets import TextArea
 
 from tui.backend import ModelInfo
+from tui.next_turn import DEBOUNCE_S, HistoryTokens, next_turn_from
 from tui.screens.chat_settings import ChatSettingsResult, ChatSettingsScreen
 from tui.screens.conversations import SavedConversations
 from tui.screens.dialogs import ChoiceScreen, TextPromptScreen
 from tui.screens.help import HelpScreen
 from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import NO_PARAMS, SHOW_REASONING_HELP, ChatParams, ChatSettings, ShowReasoning
+from tui.transcript import chat_messages
 from tui.widgets.conversation import ConversationView
 from tui.widgets.prompt import PromptInput
-from tui.widgets.status import ChatParamsButton
+from tui.widgets.status import ChatParamsButton, UsageBar
 
 
 def _one_line(text: str, width: int = 70) -> str:
@@ -79,6 +85,7 @@ class ChatActions(SavedConversations):
             self.draft_params = params
         self.reasoning_on = reasoning  # saved with the conversation by the switch's watcher
         self.show_params()
+        self.refresh_next_turn()
 
     def action_chat_settings(self) -> None:
         title = f"Settings of “{self.conversation.title}”" if self.conversation else "Settings of this new chat"
@@ -98,6 +105,53 @@ class ChatActions(SavedConversations):
 
     def reset_draft_params(self) -> None:
         self.draft_params = NO_PARAMS
+
+    # --- what sending the prompt would cost ------------------------------------------------------------------------
+
+    _next_turn_timer: Timer | None = None
+    _history_tokens: HistoryTokens | None = None
+
+    @property
+    def history_tokens(self) -> HistoryTokens:
+        """The estimate of the conversation's history (system prompt and turns as sent), kept while the user types."""
+        if self._history_tokens is None:
+            self._history_tokens = HistoryTokens()
+        return self._history_tokens
+
+    @on(TextArea.Changed, "#prompt")
+    def _draft_changed(self, event: TextArea.Changed) -> None:
+        """Work the preview out once typing pauses; at once when the prompt was emptied (sent or cleared)."""
+        if self._next_turn_timer is not None:
+            self._next_turn_timer.stop()
+            self._next_turn_timer = None
+        if not event.text_area.text.strip():
+            self.refresh_next_turn()
+        else:
+            self._next_turn_timer = self.set_timer(DEBOUNCE_S, self.refresh_next_turn)
+
+    def refresh_next_turn(self) -> None:
+        """Show what sending the prompt would cost now (hidden while a reply streams or the prompt is blank).
+
+        The history's estimate is kept until the screen says the conversation changed (``history_tokens.forget()``,
+        whenever its numbers are refreshed): typing only estimates the draft again.
+        """
+        if self._next_turn_timer is not None:
+            self._next_turn_timer.stop()
+            self._next_turn_timer = None
+        try:
+            usage, prompt = self.query_one(UsageBar), self.query_one(PromptInput)
+        except NoMatches:
+            return
+        if self.reply is not None or not prompt.text.strip():
+            usage.show_next(None)
+            return
+        conversation = self.conversation
+        system_prompt = conversation.system_prompt if conversation is not None else self.draft_system_prompt
+        history = self.history_tokens.tokens(
+            (conversation.id if conversation is not None else None, system_prompt),
+            lambda: chat_messages(system_prompt, self.store.messages(conversation.id) if conversation else []))
+        model = self.models.get(self.model_alias) if self.model_alias is not None else None
+        usage.show_next(next_turn_from(history, prompt.text, model, self.chat_params))
 
     # --- model, copy, display, scrolling --------------------------------------------------------------------------
 

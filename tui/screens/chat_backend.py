@@ -114,3 +114,4 @@ class BackendLink(ChatActions):
             self.store.set_model(self.conversation.id, alias)
             self.conversation = self.store.conversation(self.conversation.id)
         self._show_model()
+        self.refresh_next_turn()  # another model: other prices and context window

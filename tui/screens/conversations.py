@@ -46,6 +46,9 @@ class SavedConversations(Screen[None]):
     async def new_chat(self) -> None:
         raise NotImplementedError
 
+    def refresh_next_turn(self) -> None:
+        raise NotImplementedError
+
     def refresh_conversations(self) -> None:
         sidebar = self.query_one(Sidebar)
         current = self.conversation.id if self.conversation else None
@@ -156,6 +159,7 @@ class SavedConversations(Screen[None]):
             else:
                 self.draft_system_prompt = text
             await self.query_one(ConversationView).set_system_prompt(text)
+            self.refresh_next_turn()  # the system prompt is sent with the next message
             self.notify("System prompt saved; it applies from the next message." if text.strip()
                         else "System prompt removed.")
 

@@ -77,6 +77,9 @@ LAYOUT = """\
 - **Status line**, under the prompt: the state (connecting…, ready, waiting, thinking, answering, done, stopped,
   failed), tokens
   per second, tokens in · out (reasoning), this reply's cost and the context window used.
+- **Next turn**, on the status line while you type: what sending would cost, estimated (next ~1,234 in ·
+  $0.0012–$0.0050: history, system prompt and message; input alone up to the answer's max tokens or the context
+  left; ⚠ in the error colour when it would not fit the context window).
 - **Footer**: the keys that work now (a click on one presses it); ctrl+p, the command palette, on the right.
 """
 

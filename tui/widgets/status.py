@@ -15,6 +15,7 @@ from textual.widgets import Static
 from hermes_proxy.money import format_usd
 from tui.backend import BudgetInfo, format_tokens, format_window
 from tui.meter import ReplyMeter
+from tui.next_turn import NextTurn
 from tui.settings import ChatParams
 
 
@@ -98,19 +99,32 @@ class ChatParamsButton(Static):
 
 
 class UsageBar(Horizontal):
-    """The reply's live numbers: state, tokens/s, tokens in/out/reasoning, cost of the reply, context used."""
+    """The reply's live numbers: state, tokens/s, tokens in/out/reasoning, cost of the reply, context used; when no
+    reply streams and the prompt holds a message, what sending it would cost (:meth:`show_next`)."""
 
     def compose(self) -> ComposeResult:
         yield Static("ready", id="usage-state", markup=False)
+        yield Static("", id="usage-next", markup=False)
         yield Static("", id="usage-rate", markup=False)
         yield Static("", id="usage-tokens", markup=False)
         yield Static("", id="usage-reply", markup=False)
         yield Static("", id="usage-context", markup=False)
 
     _parts: list[Part] = []  # noqa: RUF012 - set per instance by show()
+    _next: NextTurn | None = None
+
+    def show_next(self, turn: NextTurn | None) -> None:
+        """What sending the prompt would cost, after the state (``None``: hidden). Hidden while a reply streams."""
+        self._next = None if self.has_class("-live") else turn
+        widget = self.query_one("#usage-next", Static)
+        widget.set_class(self._next is not None and self._next.over_context, "-over")
+        widget.tooltip = self._next.explanation() if self._next is not None else None
+        self._fit()
 
     def show(self, meter: ReplyMeter | None, *, state: str, live: bool = False) -> None:
         self.set_class(live, "-live")
+        if live:
+            self._next = None  # the live numbers take its place
         if meter is None:
             self._parts = [("#usage-state", (state,)), ("#usage-rate", ("",)), ("#usage-tokens", ("",)),
                            ("#usage-reply", ("",)), ("#usage-context", ("",))]
@@ -142,7 +156,8 @@ class UsageBar(Horizontal):
         self._fit()
 
     def _fit(self) -> None:
-        _fit(self, self._parts, self.size.width)
+        turn: Part = ("#usage-next", self._next.texts() if self._next is not None else ("",))
+        _fit(self, [*self._parts[:1], turn, *self._parts[1:]], self.size.width)
 
 
 class Totals(Horizontal):
