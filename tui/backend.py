@@ -94,6 +94,8 @@ class Finished:
     estimated: bool
     finish_reason: str | None
     budget: BudgetInfo | None
+    #: answered from the proxy's response cache: what that saved (the answer's first cost less this reply's charge)
+    saved_usd: Decimal | None = None
 
 
 StreamEvent: TypeAlias = Started | ReasoningDelta | ContentDelta | Finished

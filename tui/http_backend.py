@@ -42,6 +42,8 @@ REASONING_HEADER = "x-hermes-reasoning"
 TEAM_HEADER = "x-hermes-team"
 RESERVED_HEADER = "x-hermes-reserved-usd"
 PROMPT_TOKENS_HEADER = "x-hermes-prompt-tokens"
+#: on an answer from the proxy's response cache: what it saved
+CACHE_SAVED_HEADER = "x-hermes-cache-saved-usd"
 
 
 class HttpBackend:
@@ -134,11 +136,12 @@ class HttpBackend:
         finally:
             await chunks.close()
 
-        yield self._finished(usage, finish_reason, budget)
+        yield self._finished(usage, finish_reason, budget, saved=_decimal(raw.headers.get(CACHE_SAVED_HEADER)))
 
-    def _finished(self, usage: Any, finish_reason: str | None, budget: BudgetInfo | None) -> Finished:
+    def _finished(self, usage: Any, finish_reason: str | None, budget: BudgetInfo | None, *,
+                  saved: Decimal | None = None) -> Finished:
         if usage is None:
-            return Finished(0, 0, 0, None, True, finish_reason, budget)
+            return Finished(0, 0, 0, None, True, finish_reason, budget, saved_usd=saved)
         details = getattr(usage, "completion_tokens_details", None)
         reasoning_tokens = getattr(details, "reasoning_tokens", None) or 0
         cost = _decimal(getattr(usage, "cost", None))
@@ -153,6 +156,7 @@ class HttpBackend:
             estimated=bool(getattr(usage, "estimated", False)),
             finish_reason=finish_reason,
             budget=budget,
+            saved_usd=saved,
         )
 
     async def aclose(self) -> None:

@@ -150,6 +150,7 @@ class InProcessBackend:
                 budget=BudgetInfo(remaining_usd=after, warning=info.admission.warning,
                                   team=self.principal.team.name, reserved_usd=info.reserved_usd)
                 if after is not None else None,
+                saved_usd=call.cache_saved_usd,
             )
         except HermesError as exc:
             raise BackendError(exc.message, _kind(exc), status=exc.status) from None

@@ -123,6 +123,12 @@ class Reply:
         return self.reasoning_applied is not None and self.reasoning_applied != self.reasoning_on
 
     @property
+    def saved_usd(self) -> Decimal | None:
+        """Answered from the proxy's response cache: what that saved (None: it was not)."""
+        finished = self.meter.finished
+        return finished.saved_usd if finished is not None else None
+
+    @property
     def chat_cost(self) -> Decimal:
         """The conversation's cost including this reply so far."""
         return self.chat_cost_before + (self.meter.cost_usd or Decimal(0))

@@ -78,6 +78,11 @@ def message_meta(message: StoredMessage) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def cache_note(saved_usd: Decimal | None) -> str:
+    """Added to a live answer's line when the proxy answered it from its response cache."""
+    return "" if saved_usd is None else f" · from the cache, saved {format_usd(saved_usd, places=4)}"
+
+
 def to_markdown(conversation: Conversation, history: Sequence[StoredMessage]) -> str:
     """The conversation as a markdown document: reasoning in ``<details>`` blocks, usage under each answer."""
     total = sum((m.cost_usd for m in history if m.cost_usd is not None), Decimal(0))

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fake_backend import wait_for
+from textual.widgets import Static
 
 from tui.app import HermesChatApp
 from tui.backend import BackendError, BudgetInfo, ContentDelta, Finished, ReasoningDelta, Started, StreamEvent
@@ -304,3 +305,23 @@ async def test_the_conversations_temperature_and_max_tokens_are_sent_only_when_s
     assert proxy.requests[0]["temperature"] == 0.3 and proxy.requests[0]["max_tokens"] == 256
     assert "temperature" not in proxy.requests[1] and "max_tokens" not in proxy.requests[1]
     await backend.aclose()
+
+
+async def test_an_answer_from_the_proxys_cache_says_what_it_saved(aiohttp_server: ServerFactory, store: Store) -> None:
+    proxy = FakeProxy(headers={**BUDGET_HEADERS, "x-hermes-cache": "hit", "x-hermes-cache-saved-usd": "0.00011"})
+    server = await aiohttp_server(proxy.app())
+
+    async def factory() -> HttpBackend:
+        return HttpBackend(str(server.make_url("/v1")), "sk-team-key")
+
+    events = await collect(await factory())
+    assert isinstance(events[-1], Finished) and events[-1].saved_usd == Decimal("0.00011")
+    app = HermesChatApp(store=store, backend_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.chat_screen
+        await wait_for(pilot, lambda: screen.models)
+        await screen.send("hello")
+        await wait_for(pilot, lambda: proxy.requests and screen.reply is None)
+        meta = str(screen.query_one(AssistantMessage).query_one(".message-meta", Static).content)
+        assert "from the cache, saved $0.0001" in meta
+    await app.close_backend()

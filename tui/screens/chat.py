@@ -39,7 +39,7 @@ from tui.reply import Reply, ReplyResult
 from tui.screens.chat_backend import BackendLink
 from tui.settings import NO_PARAMS, ChatSettings
 from tui.store import Conversation, Store, StoredMessage
-from tui.transcript import chat_messages, conversation_title, message_meta
+from tui.transcript import cache_note, chat_messages, conversation_title, message_meta
 from tui.widgets.conversation import ConversationView, reply_label, stored_label
 from tui.widgets.conversation_list import Sidebar
 from tui.widgets.header import ChatHeader
@@ -391,7 +391,7 @@ class ChatScreen(BackendLink):
         self.last_meter = reply.meter if stored.completion_tokens is not None else None
         try:
             await view.finish(reasoning_tokens=stored.reasoning_tokens, estimated=stored.estimated,
-                              meta=message_meta(stored))
+                              meta=message_meta(stored) + cache_note(reply.saved_usd))
             if not (reply.content or reply.reasoning) and result.failed:
                 view.display = False  # nothing arrived: the error note says it all
             if result.error is not None:
