@@ -257,6 +257,22 @@ def test_check_config_warns_on_upstreams_without_models(tmp_path: Path, capsys: 
     assert "configures no models" in capsys.readouterr().out
 
 
+def test_check_config_shows_the_cache_and_never_a_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cached.toml"
+    path.write_text('[[upstreams]]\nname = "demo"\nkind = "demo"\n'
+                    '[models.hermes-demo]\nroutes = [{ upstream = "demo", model = "Hermes-4-405B" }]\n'
+                    '[ledger]\nurl = "postgresql://hermes:s3cret-pw@db.internal:5432/ledger"\n'
+                    '[cache]\nurl = "redis://:r3dis-pw@cache.internal:6379/1"\nttl_s = 7200\nhit_cost_fraction = 0.1\n'
+                    '[teams.research]\ncache = true\n[teams.ops]\n')
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-pw" not in out and "r3dis-pw" not in out
+    assert "postgresql://hermes:***@db.internal:5432/ledger" in out
+    cache_line = next(line for line in out.splitlines() if line.startswith("cache:"))
+    assert "teams research;" in cache_line and "Redis redis://:***@cache.internal:6379/1" in cache_line
+    assert "kept 2 h" in cache_line and "hits 10% of the first cost" in cache_line
+
+
 def test_check_config_reports_the_upstreams_left_out(capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     for name in EXAMPLE_KEY_ENVS:

@@ -163,6 +163,6 @@ def spawn(tracker: Any, coro: Any, what: str) -> None:
         try:
             await coro
         except Exception:
-            log.exception("could not store the %s alert; it is looked for again on the next request", what)
+            log.exception("background task failed: %s (an alert is looked for again on the next request)", what)
 
     tracker.add_settle(asyncio.ensure_future(guarded()))

@@ -34,7 +34,7 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
     lines.append(f"tokenizer: {counter.name}")
     if counter.warning:
         lines.append(f"           ({counter.warning})")
-    lines.append(f"ledger:    {config.ledger.url}")
+    lines.append(f"ledger:    {_without_password(config.ledger.url)}")
     auth = "none (anyone who can reach the port; local use only)" if config.server.auth == "none" else "team keys"
     lines.append(f"auth:      {auth}")
     if config.server.cors_origins:
