@@ -48,7 +48,8 @@ async def wait_ready(url: str, within_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def write_config(directory: Path, upstream_port: int, *, budgets: bool, ops: bool) -> Path:
+def write_config(directory: Path, upstream_port: int, *, budgets: bool, ops: bool,
+                 rate_limits_url: str | None = None) -> Path:
     team = "[teams.bench]\n"
     if budgets:
         team += 'budgets = [{ window = "daily", limit_usd = 1000000 }]\n'
@@ -64,6 +65,7 @@ request_log = {str(ops).lower()}
 url = "sqlite:///{directory / 'ledger.sqlite3'}"
 [chat]
 team = "bench"
+{f'[rate_limits]{chr(10)}url = "{rate_limits_url}"' if rate_limits_url else ""}
 [[upstreams]]
 name = "fake"
 kind = "vllm"
@@ -85,6 +87,28 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of the proxy: its process and, with --workers, its workers."""
+    total = cpu_s(pid)
+    for child in children(pid):
+        try:
+            total += cpu_s(child)
+        except OSError:
+            pass
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -188,9 +212,10 @@ async def run(args: argparse.Namespace) -> None:
         try:
             procs.append(spawn(["-m", "bench.fast_upstream", "--port", str(upstream_port),
                                 "--chunks", str(args.chunks)], env))
-            config = write_config(Path(tmp), upstream_port, budgets=args.budgets, ops=not args.bare)
-            proxy = spawn(["-m", "hermes_proxy.cli", "serve", "--config", str(config), "--port", str(proxy_port)],
-                          env, quiet=True)
+            config = write_config(Path(tmp), upstream_port, budgets=args.budgets, ops=not args.bare,
+                                  rate_limits_url=args.rate_limits_url)
+            proxy = spawn(["-m", "hermes_proxy.cli", "serve", "--config", str(config), "--port", str(proxy_port),
+                           "--workers", str(args.workers)], env, quiet=True)
             procs.append(proxy)
             direct = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
             proxied = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
@@ -201,11 +226,12 @@ async def run(args: argparse.Namespace) -> None:
             await non_streaming(direct, 200, 10)
 
             d_lat, d_rps = await non_streaming(direct, args.requests, args.concurrency)
-            cpu_before = cpu_s(proxy.pid)
+            cpu_before = tree_cpu_s(proxy.pid)
             p_lat, p_rps = await non_streaming(proxied, args.requests, args.concurrency)
-            cpu_per_request_us = (cpu_s(proxy.pid) - cpu_before) / args.requests * 1e6
+            cpu_per_request_us = (tree_cpu_s(proxy.pid) - cpu_before) / args.requests * 1e6
             features = ["budgets on" if args.budgets else "no budget",
                         "metrics, request logs and rate limits off" if args.bare else "metrics, request logs, rate limits on"]
+            features.append(f"{args.workers} worker{'s' if args.workers > 1 else ''}")
             print(f"non-streaming, {args.requests} requests at concurrency {args.concurrency} ({'; '.join(features)}):")
             print(f"  direct : p50 {pct(d_lat, .5):7.2f} ms  p99 {pct(d_lat, .99):7.2f} ms  {d_rps:8.0f} req/s")
             print(f"  proxied: p50 {pct(p_lat, .5):7.2f} ms  p99 {pct(p_lat, .99):7.2f} ms  {p_rps:8.0f} req/s")
@@ -239,9 +265,9 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  sequential added: p50 {statistics.median(p_seq) * 1000 - statistics.median(d_seq) * 1000:.2f} ms")
 
             d_ttfb, _, _ = await streaming(direct, 200, 20)
-            cpu_before = cpu_s(proxy.pid)
+            cpu_before = tree_cpu_s(proxy.pid)
             p_ttfb, _, _ = await streaming(proxied, 200, 20)
-            stream_cpu_us = (cpu_s(proxy.pid) - cpu_before) / 200 * 1e6
+            stream_cpu_us = (tree_cpu_s(proxy.pid) - cpu_before) / 200 * 1e6
             per_chunk_us = (stream_cpu_us - cpu_per_request_us) / args.chunks
             print(f"streams ({args.chunks} chunks each, concurrency 20):")
             print(f"  TTFB direct p50 {pct(d_ttfb, .5):.2f} ms, proxied p50 {pct(p_ttfb, .5):.2f} ms "
@@ -252,7 +278,8 @@ async def run(args: argparse.Namespace) -> None:
             _, s_tot, stalled = await streaming(proxied, args.streams, args.streams)
             print(f"{args.streams} concurrent streams through the proxy: all finished, {stalled} stalls, "
                   f"slowest {max(s_tot):.2f} s")
-            print(f"proxy peak RSS: {rss_mb(proxy.pid):.0f} MB")
+            print(f"proxy peak RSS: {rss_mb(proxy.pid) + sum(rss_mb(c) for c in children(proxy.pid)):.0f} MB "
+                  "(all its processes)")
         finally:
             for proc in procs:
                 proc.terminate()
@@ -273,6 +300,8 @@ def main() -> None:
     parser.add_argument("--budgets", action="store_true", help="give the team a budget (ledger reserve+settle)")
     parser.add_argument("--bare", action="store_true", help="metrics, request logs and rate limits off")
     parser.add_argument("--floor", action="store_true", help="also measure a bare aiohttp relay with no logic")
+    parser.add_argument("--workers", type=int, default=1, help="hermes-proxy serve --workers N")
+    parser.add_argument("--rate-limits-url", help="Redis for the rate limits (needed with --workers > 1 unless --bare)")
     asyncio.run(run(parser.parse_args()))
 
 

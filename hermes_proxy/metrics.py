@@ -11,13 +11,22 @@ call is a handful of counter increments and three histogram observations (see ``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0)
@@ -79,15 +88,18 @@ class Metrics:
                              ["team", "model"], registry=r)
         self._unknown_cost = Counter("hermes_requests_unknown_cost", "Finished requests whose cost is unknown.",
                                      ["team", "model"], registry=r)
+        # multiprocess_mode: how the gauges of several workers (serve --workers) add up; ignored in one process
         self._budget = Gauge("hermes_budget_remaining_usd", "Remaining budget of a team's window in USD.",
-                             ["team", "window"], registry=r)
-        self._in_flight = Gauge("hermes_in_flight_requests", "Requests being served right now.", registry=r)
+                             ["team", "window"], registry=r, multiprocess_mode="mostrecent")
+        self._in_flight = Gauge("hermes_in_flight_requests", "Requests being served right now.", registry=r,
+                                multiprocess_mode="livesum")
         self._settles_waiting = Gauge("hermes_settles_waiting",
                                       "Settles the ledger could not write, kept in the outbox until it can.",
-                                      registry=r)
+                                      registry=r, multiprocess_mode="livemax")
         self._price_factor = Gauge("hermes_route_price_factor",
                                    "Cost an upstream reported over the route's configured price (learned; 1 = as "
-                                   "configured), by model alias and route.", ["route"], registry=r)
+                                   "configured), by model alias and route.", ["route"], registry=r,
+                                   multiprocess_mode="max")
         self._price_rises = Counter("hermes_route_price_rises", "Times a request revealed a price above the one "
                                     "reservations used.", ["route"], registry=r)
         self._upstream_errors = Counter("hermes_upstream_errors", "Errors returned by upstreams, by error code.",
@@ -226,5 +238,11 @@ class Metrics:
     # --- exposition -------------------------------------------------------------------------------------------
 
     def render(self) -> tuple[bytes, str]:
-        """The text exposition of every metric, and its content type (for ``GET /metrics``)."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The text exposition of every metric, and its content type (for ``GET /metrics``): this process's, or with
+        ``serve --workers`` (``PROMETHEUS_MULTIPROC_DIR`` set by the parent) every worker's, added up."""
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=shared)
+        return generate_latest(registry), CONTENT_TYPE_LATEST

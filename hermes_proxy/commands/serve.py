@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import shlex
+import signal
 import sys
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from hermes_proxy.appkeys import LEDGER
 from hermes_proxy.commands.check import describe, left_out_notice, warnings_for
+from hermes_proxy.commands.workers import READY, die_with_parent, refuse_unsafe, reserve_port, supervise, workers_wanted
 from hermes_proxy.config import Config, check_exposure, default_data_dir, load_config
 from hermes_proxy.errors import HermesError
 from hermes_proxy.pricing import resolve_prices
@@ -47,6 +49,9 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--config", help="config file (default: $HERMES_PROXY_CONFIG or the user config file)")
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=port_number, help="port (default from config: 8787; 0: any free port, printed)")
+    serve.add_argument("--workers", help="processes serving the port: a number, or auto (one per core); default from "
+                                         "config: server.workers (1)")
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers' processes (internal)
     serve.set_defaults(handler=run)
 
 
@@ -67,25 +72,36 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     check_exposure(config.server, host, "--host" if args.host else "server.host")
+    worker = args.worker
+    workers = 1 if worker is not None else workers_wanted(args.workers, config)
+    refuse_unsafe(config, workers)
     configure_logging(config)
     counter = load_token_counter(config.tokens, data_dir=default_data_dir())
     prices = resolve_prices(config)
-    print(describe(config, counter, prices), flush=True)
-    for warning in warnings_for(config, prices):
-        print(f"warning: {warning}", flush=True)
-    notice = left_out_notice(config)
-    if notice:
-        print("\n".join(notice), file=sys.stderr, flush=True)
-    if config.simulated_only:
-        print(SIMULATED_HELP, flush=True)
+    if worker is None:  # the workers of --workers N are quiet: their parent said all this once
+        print(describe(config, counter, prices), flush=True)
+        for warning in warnings_for(config, prices):
+            print(f"warning: {warning}", flush=True)
+        notice = left_out_notice(config)
+        if notice:
+            print("\n".join(notice), file=sys.stderr, flush=True)
+        if config.simulated_only:
+            print(SIMULATED_HELP, flush=True)
+    if workers > 1:
+        sock = reserve_port(host, port)
+        bound = sock.getsockname()[1]
+        argv = ["serve", *(["--config", args.config] if args.config else []), "--host", host, "--port", str(bound)]
+        return supervise(argv, workers, sock, listening_line(host, bound, workers))
+    if worker is not None:
+        die_with_parent()
     app = create_app(config, counter=counter, prices=prices)
     loop = new_event_loop()
-    main = loop.create_task(_serve(app, config, host, port))
+    main = loop.create_task(_serve(app, config, host, port, worker=worker))
     try:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
-        pass
+        _ignore_further_stop_signals(loop)
     finally:
         try:
             if not main.done():
@@ -100,22 +116,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(app: web.Application, config: Config, host: str, port: int) -> None:
+def listening_line(host: str, port: int, workers: int = 1) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    processes = f"{workers} workers; " if workers > 1 else ""
+    return f"hermes-proxy listening on http://{shown}:{port}/v1  ({processes}OpenAI base_url; Ctrl+C to stop)"
+
+
+async def _serve(app: web.Application, config: Config, host: str, port: int, *, worker: int | None = None) -> None:
     runner = web.AppRunner(app, handle_signals=True, access_log=None,
                            shutdown_timeout=config.server.shutdown_timeout_s)
     await runner.setup()  # the cleanup contexts start here: ledger, rate limiter, gateway
     try:
-        site = web.TCPSite(runner, host or None, port, backlog=config.server.listen_backlog)
+        site = web.TCPSite(runner, host or None, port, backlog=config.server.listen_backlog,
+                           reuse_port=worker is not None)
         try:
             await site.start()
         except OSError as exc:
             raise HermesError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
                               "(is another hermes-proxy running? choose another --port)") from None
         bound = _bound_port(runner, port)
-        for line in await first_key_hint(app, config):
-            print(line, flush=True)
-        shown = f"[{host}]" if ":" in host else host
-        print(f"hermes-proxy listening on http://{shown}:{bound}/v1  (OpenAI base_url; Ctrl+C to stop)", flush=True)
+        if not worker:  # one process, or the first worker (its parent relays what it prints)
+            for line in await first_key_hint(app, config):
+                print(line, flush=True)
+        print(READY if worker is not None else listening_line(host, bound), flush=True)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT cancels this task
     finally:
         await runner.cleanup()
@@ -144,6 +167,18 @@ async def first_key_hint(app: web.Application, config: Config) -> list[str]:
     where = f" --config {shlex.quote(str(config.source))}" if config.source is not None else ""
     return ['No team key yet (auth = "keys": every request needs one). Create the first one with:',
             f"    hermes-proxy keys create --team {shlex.quote(team)}{where}"]
+
+
+def _ignore_further_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Shutting down already (running requests finishing, settles being written, up to shutdown_timeout_s): a second
+    SIGTERM or Ctrl+C must not break that off half-way."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, _already_stopping)
+
+
+def _already_stopping() -> None:
+    print("hermes-proxy: already stopping (running requests are finishing)", file=sys.stderr, flush=True)
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

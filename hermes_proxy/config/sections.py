@@ -86,7 +86,7 @@ def read_server(t: Mapping[str, Any], env: Mapping[str, str]) -> ServerConfig:
     w = "server."
     read.no_unknown(t, w, {"host", "port", "admin_key_env", "max_request_bytes", "shutdown_timeout_s", "auth",
                        "metrics_require_admin", "log_prompts", "metrics", "request_log", "cors_origins",
-                       "allow_public_without_auth", "dashboard", "listen_backlog"})
+                       "allow_public_without_auth", "dashboard", "listen_backlog", "workers"})
     port = read.integer(t, "port", w, 8787, minimum=0)
     if port > 65535:
         raise ConfigError(w + "port", f"must be <= 65535, got {port}")
@@ -102,6 +102,7 @@ def read_server(t: Mapping[str, Any], env: Mapping[str, str]) -> ServerConfig:
         max_request_bytes=read.integer(t, "max_request_bytes", w, 4 * 1024 * 1024, minimum=1024),
         shutdown_timeout_s=read.positive(t, "shutdown_timeout_s", w, 30.0, allow_zero=True),
         listen_backlog=read.integer(t, "listen_backlog", w, 4096),
+        workers=_workers(t, w),
         auth=auth,
         metrics_require_admin=read.flag(t, "metrics_require_admin", w, False),
         log_prompts=read.flag(t, "log_prompts", w, False),
@@ -372,3 +373,10 @@ def read_cache(t: Mapping[str, Any]) -> CacheConfig:
         raise ConfigError(w + "max_team_bytes", f"must be at least max_entry_bytes ({max_entry}); got {max_team}")
     return CacheConfig(url=url, ttl_s=float(read.positive(t, "ttl_s", w, 86_400.0)), max_entry_bytes=max_entry,
                        max_team_bytes=max_team, replay=replay, hit_cost_fraction=Decimal(str(fraction)))
+
+
+def _workers(t: Mapping[str, Any], w: str) -> int | str:
+    value = read.value_of(t, "workers", (int, str), w, 1)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 256):
+        return value  # type: ignore[no-any-return]
+    raise ConfigError(w + "workers", f"must be a number of processes (1-256) or \"auto\" (one per core); got {value!r}")

@@ -66,6 +66,8 @@ class ServerConfig:
     #: connections the kernel queues before the proxy accepts them (aiohttp's default, 128, drops a burst of streams
     #: opening at once; the kernel caps it at net.core.somaxconn)
     listen_backlog: int = 4096
+    #: processes serving the port (``serve --workers``): a number, or ``"auto"`` (one per core)
+    workers: int | str = 1
     auth: Literal["keys", "none"] = "keys"
     metrics_require_admin: bool = False
     log_prompts: bool = False

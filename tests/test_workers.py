@@ -1,0 +1,155 @@
+"""``hermes-proxy serve --workers N``: several processes on one port, sharing the ledger, with one aggregated
+``/metrics``, signals reaching every worker, and a worker that dies started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hermes_proxy.cli import main
+from tests.test_cli import DEMO_CONFIG, Served, cli_env
+
+BODY = {"model": "hermes-4-405b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+SHARED_LEDGER = DEMO_CONFIG.replace('url = "memory://"', 'url = "sqlite:///{ledger}"') + """
+[teams.default]
+budgets = [{{ window = "daily", limit_usd = 100 }}]
+"""
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: a worker started again comes from another thread)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def gone(pids: list[int]) -> bool:
+    return all(not Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[Any]:
+    started: list[Served] = []
+
+    async def start(*argv: str) -> Served:
+        stderr = tmp_path / f"serve-{len(started)}.stderr"
+        with stderr.open("wb") as err:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hermes_proxy.cli", "serve", *argv, cwd=tmp_path, env=cli_env(tmp_path / "home"),
+                stdout=asyncio.subprocess.PIPE, stderr=err)
+        served = Served(process, stderr)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        await served.stop()
+
+
+async def start_two(tmp_path: Path, serve: Any) -> tuple[Served, int]:
+    (tmp_path / "shared.toml").write_text(SHARED_LEDGER.format(server="", ledger=tmp_path / "ledger.sqlite3"))
+    served: Served = await serve("--config", "shared.toml", "--port", "0", "--workers", "2")
+    port = int((await served.line_matching(r"listening on http://127\.0\.0\.1:(\d+)/v1 .*2 workers")).group(1))
+    return served, port
+
+
+async def post_many(port: int, count: int) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session:
+        async def one() -> dict[str, Any]:
+            async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY) as response:
+                assert response.status == 200
+                return {"cost": Decimal(response.headers["x-hermes-cost-usd"])}
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def metric_total(port: int, name: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker processes from /proc")
+async def test_two_workers_serve_one_port_bill_one_ledger_and_count_in_one_metrics(tmp_path: Path, serve: Any) -> None:
+    served, port = await start_two(tmp_path, serve)
+    workers = children(served.process.pid)
+    assert len(workers) == 2
+    answers = await post_many(port, 40)
+    spent = sum(a["cost"] for a in answers)
+    # whichever worker answers the scrape, it counts every worker's requests (each is counted at its settle, just
+    # after its answer went out)
+    for _ in range(100):
+        if await metric_total(port, "hermes_requests_total") == 40:
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(4):
+        assert await metric_total(port, "hermes_requests_total") == 40
+    assert sum(line.count("listening on") for line in served.stdout) == 1
+    assert await served.stop() == 0
+    assert gone(workers)
+    # both workers billed into the one ledger, exactly
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        rows, nanos = db.execute("SELECT COUNT(*), SUM(cost_usd) FROM requests").fetchone()
+        (total,) = db.execute("SELECT spent_usd FROM team_totals WHERE team = 'default'").fetchone()
+    assert rows == 40 and Decimal(nanos) / 10**9 == spent and total == nanos
+
+
+async def test_sighup_reloads_every_worker_and_a_dead_worker_is_started_again(tmp_path: Path, serve: Any) -> None:
+    served, port = await start_two(tmp_path, serve)
+    first = children(served.process.pid)
+    served.process.send_signal(signal.SIGHUP)
+    for _ in range(100):
+        if served.stderr.count("config reloaded") == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert served.stderr.count("config reloaded") == 2
+    os.kill(first[0], signal.SIGKILL)
+    for _ in range(100):
+        now = children(served.process.pid)
+        if len(now) == 2 and first[0] not in now:
+            break
+        await asyncio.sleep(0.1)
+    now = children(served.process.pid)
+    assert len(now) == 2 and first[0] not in now and first[1] in now
+    assert "worker 0" in served.stderr and "starting it again" in served.stderr
+    await asyncio.sleep(1)  # the new worker binds the port
+    assert len(await post_many(port, 10)) == 10
+    code = await served.stop()
+    assert code == 0, (code, [line for line in served.stderr.splitlines() if not line.startswith("{")][-20:])
+
+
+@pytest.mark.parametrize(("extra", "ledger", "wanted"), [
+    ("", "memory://", "needs a ledger the workers share"),
+    ("[teams.default]\nrate_limits = { requests_per_minute = 10 }\n", "sqlite:///x.sqlite3", "[rate_limits] url"),
+])
+def test_workers_are_refused_where_they_would_not_share_what_must_be_shared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, ledger: str, wanted: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(DEMO_CONFIG.format(server="").replace("memory://", ledger) + extra)
+    assert main(["serve", "--config", str(path), "--port", "0", "--workers", "2"]) == 2
+    assert wanted in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "many", "1000"])
+def test_the_workers_count_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(DEMO_CONFIG.format(server=""))
+    assert main(["serve", "--config", str(path), "--port", "0", "--workers", value]) == 2
+    assert "--workers must be" in capsys.readouterr().err
