@@ -85,7 +85,10 @@ max_tokens = 2000
         assert len(rows) == 1
         row = rows[0]
         assert row.status == "expired" and row.estimated
-        assert row.completion_tokens > 50 and row.cost_usd is not None and row.cost_usd > 0
+        # billed from the last checkpoint (at most TTL / 3 behind the kill): some tokens, never more than were sent
+        # (each piece sent is two characters, less than a token); how many depends on the machine's load
+        assert 0 < row.completion_tokens <= received.count("\"delta\"")
+        assert row.cost_usd is not None and row.cost_usd > 0
         configured = (row.prompt_tokens * Decimal(1) + row.completion_tokens * Decimal(3)) / 1_000_000
         assert row.cost_usd == configured * factor
         (status,) = await ledger.budget_status(team)
