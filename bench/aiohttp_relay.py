@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--upstream", default="http://127.0.0.1:9100")
     args = parser.parse_args()
     web.run_app(make_app(args.upstream), host="127.0.0.1", port=args.port, print=None, access_log=None,
-                loop=uvloop.new_event_loop())
+                loop=uvloop.new_event_loop(), backlog=4096)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=50)
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
     args = parser.parse_args()
-    web.run_app(make_app(args.chunks, args.chunk_delay_ms / 1000), host="127.0.0.1", port=args.port, print=None,
+    web.run_app(make_app(args.chunks, args.chunk_delay_ms / 1000), host="127.0.0.1", port=args.port, print=None, backlog=4096,
                 access_log=None)
 
 
