@@ -20,6 +20,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.model_picker import ModelPickerScreen
 from tui.settings import ChatSettings
 from tui.store import Store
+from tui.widgets.conversation import WINDOW, ConversationView, EarlierMessages
 from tui.widgets.key_footer import KeyFooter
 from tui.widgets.messages import AssistantMessage, NoteMessage, ReasoningBlock, UserMessage
 from tui.widgets.status import ReasoningSwitch
@@ -814,6 +815,54 @@ async def test_up_and_down_recall_earlier_prompts_as_in_a_shell(make_app: AppFac
         await pilot.press("up", "up", "enter")
         await wait_for(pilot, lambda: len(fake.calls) == 3 and idle(app))
         assert fake.calls[2].messages[-1] == {"role": "user", "content": "first prompt"}
+
+
+async def test_a_long_conversation_opens_at_its_end_and_draws_earlier_messages_on_the_way_up(
+        make_app: AppFactory, store: Store) -> None:
+    long = store.create_conversation("long")
+    for n in range(60):
+        store.add_message(long.id, "user", f"question {n}")
+        answer = store.add_message(long.id, "assistant", "", status="streaming")
+        store.finish_message(answer.id, content=f"answer {n}", status="complete", reasoning="")
+    app = make_app(FakeBackend())
+    async with app.run_test(size=(80, 200)) as pilot:  # tall: the note at the top is on screen, to be clicked
+        await chat(app).open_conversation(long.id)
+        await pilot.pause()
+        view = chat(app).query_one(ConversationView)
+        drawn = [m.text for m in view.query(UserMessage).results(UserMessage)]
+        assert drawn[-1] == "question 59" and len(drawn) == WINDOW // 2  # whole turns, from the end
+        assert view.earlier_count == 2 * (60 - len(drawn))
+        note = view.query_one(EarlierMessages)
+        assert f"{view.earlier_count} earlier messages" in str(note.content)
+        # a click draws the batch before; what was at the top stays in view
+        first_before = view.query(UserMessage).first()
+        await pilot.click(EarlierMessages)
+        await wait_for(pilot, lambda: len(view.query(UserMessage)) == 2 * len(drawn))
+        await pilot.pause()
+        assert view.scroll_y > 0
+        assert view.region.y <= first_before.region.y < view.region.bottom
+        # scrolling up to the top draws the rest
+        view.scroll_home(animate=False)
+        await wait_for(pilot, lambda: view.earlier_count == 0)
+        await pilot.pause()
+        assert not view.query(EarlierMessages)
+        assert [m.text for m in view.query(UserMessage).results(UserMessage)] == [f"question {n}" for n in range(60)]
+
+
+async def test_ctrl_home_draws_every_earlier_message_and_goes_to_the_first(make_app: AppFactory, store: Store) -> None:
+    long = store.create_conversation("long")
+    for n in range(50):
+        store.add_message(long.id, "user", f"question {n}")
+    app = make_app(FakeBackend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await chat(app).open_conversation(long.id)
+        view = chat(app).query_one(ConversationView)
+        await wait_for(pilot, lambda: view.earlier_count > 0)
+        chat(app).query_one("#prompt", TextArea).focus()
+        await pilot.press("ctrl+home")
+        await wait_for(pilot, lambda: view.earlier_count == 0 and view.scroll_y == 0)
+        assert view.query(UserMessage).first().text == "question 0"
+        assert len(view.query(UserMessage)) == 50
 
 
 async def test_keyboard_scrolling_and_unfolding_reasoning_while_the_prompt_has_focus(make_app: AppFactory,

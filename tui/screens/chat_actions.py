@@ -201,10 +201,15 @@ class ChatActions(SavedConversations):
             view.scroll_page_up(animate=False)
         elif where == "page_down":
             view.scroll_page_down(animate=False)
-        elif where == "home":
-            view.scroll_home(animate=False)
+        elif where == "home":  # the top of the conversation: its earlier messages drawn first
+            self.run_worker(self._scroll_to_start(view), group="scroll-home", exclusive=True)
         else:
             view.anchor()
+
+    async def _scroll_to_start(self, view: ConversationView) -> None:
+        await view.show_earlier(everything=True)
+        view.scroll_home(animate=False)
+        view.call_after_refresh(view.scroll_home, animate=False)
 
     def action_toggle_last_reasoning(self) -> None:
         """Fold or unfold the reasoning of the last answer that has some."""

@@ -69,7 +69,8 @@ LAYOUT = """\
   address; hidden below 72 columns) and **SIMULATED** when the answers come from the built-in demo, not a real model.
 - **Conversation list** on the left (ctrl+b shows/hides it; it starts hidden below 90 columns): search box, then each
   saved conversation with its date, message count and cost.
-- **Conversation**: your messages and Hermes' answers, each with "⧉ copy". Above an answer, its reasoning block
+- **Conversation**: your messages and Hermes' answers, each with "⧉ copy". A long one opens at its end; earlier
+  messages are drawn as you scroll up to them (or click "⋯ earlier messages"; ctrl+home: the very start). Above an answer, its reasoning block
   (▶ Reasoning · N tokens: click it, ctrl+t, or Tab to it and Enter, to unfold); under it, its tokens and cost.
 - **Controls row**: the reasoning switch (◉ ON / ○ OFF, ctrl+r), the model and upstream (F3), this conversation's
   settings when any is set (temp 0.7 · max 512, F9), the conversation's cost and the team's remaining budget.

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
+from textual import events, on
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widget import AwaitMount, Widget
 
 from tui.backend import BackendError, ModelInfo, error_kind
@@ -48,19 +50,89 @@ def system_note(system_prompt: str) -> NoteMessage:
     return NoteMessage(text, classes="system-note")
 
 
+#: a saved conversation opens with about this many of its last widgets (messages, tool blocks, notes) mounted: every
+#: layout of the screen (each streamed frame among them) walks every widget, so a long chat would stream ever slower
+WINDOW = 40
+
+
+class EarlierMessages(NoteMessage):
+    """At the top of a long conversation: how many earlier messages are not drawn yet. A click, scrolling up to it,
+    or ctrl+home draws them."""
+
+    class Pressed(Message):
+        pass
+
+    def __init__(self, count: int) -> None:
+        super().__init__(self.text(count), classes="earlier-messages")
+
+    @staticmethod
+    def text(count: int) -> Text:
+        return Text.assemble((f"⋯ {count:,} earlier message{'s' if count != 1 else ''}", "bold"),
+                             ("  (scroll up, click or ctrl+home to show them)", "dim"))
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.post_message(self.Pressed())
+
+
+def _window_start(widgets: Sequence[Widget], keep: int) -> int:
+    """Where the drawn part starts: ``keep`` widgets from the end, moved forward to a user's message (a turn is
+    never cut in two)."""
+    start = max(0, len(widgets) - keep)
+    while start < len(widgets) and start > 0 and not isinstance(widgets[start], UserMessage):
+        start += 1
+    return start if start < len(widgets) else max(0, len(widgets) - keep)
+
+
 class ConversationView(VerticalScroll):
-    """The messages of the conversation on screen. It follows new text unless the user scrolls up."""
+    """The messages of the conversation on screen. It follows new text unless the user scrolls up. A long
+    conversation is drawn from its end, earlier messages as the user goes up to them (see :data:`WINDOW`)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, can_focus=True)
+        self._earlier: list[Widget] = []  # built, not mounted yet: the oldest first
+        self._mode: ShowReasoning = "auto"
+
+    @property
+    def earlier_count(self) -> int:
+        """Messages of the conversation not drawn yet (above the top)."""
+        return sum(isinstance(w, (UserMessage, AssistantMessage)) for w in self._earlier)
+
+    async def show_earlier(self, *, everything: bool = False) -> None:
+        """Draw the next batch of earlier messages (or all of them) above the top, keeping what was in view."""
+        if not self._earlier:
+            return
+        start = 0 if everything else _window_start(self._earlier, WINDOW)
+        batch, self._earlier = self._earlier[start:], self._earlier[:start]
+        for widget in batch:
+            if isinstance(widget, AssistantMessage):
+                widget.mode = self._mode
+        note = self.query_one(EarlierMessages)
+        first_drawn = next((w for w in self.children if w is not note and not w.has_class("system-note")), None)
+        await self.mount_all(batch, after=note)
+        if self._earlier:
+            note.update(EarlierMessages.text(self.earlier_count))
+        else:
+            await note.remove()
+        if first_drawn is not None and not everything:
+            self.call_after_refresh(self.scroll_to_widget, first_drawn, animate=False, top=True)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self._earlier and new_value <= 0 < old_value:  # the user went up to the top
+            self.run_worker(self.show_earlier(), group="earlier", exclusive=True)
+
+    @on(EarlierMessages.Pressed)
+    async def _earlier_pressed(self, event: EarlierMessages.Pressed) -> None:
+        event.stop()
+        await self.show_earlier()
 
     async def show(self, history: Sequence[StoredMessage], *, system_prompt: str, label: Callable[[str | None], str],
                    mode: ShowReasoning, connection_error: BackendError | None = None) -> None:
-        """Draw a conversation from its saved messages (a welcome when there are none)."""
+        """Draw a conversation from its saved messages (a welcome when there are none); a long one from its end."""
         await self.remove_children()
+        self._mode = mode
         widgets: list[Widget] = []
-        if system_prompt.strip():
-            widgets.append(system_note(system_prompt))
         if not history:
             widgets.append(welcome_note())
         names: dict[str, str] = {}
@@ -90,7 +162,12 @@ class ConversationView(VerticalScroll):
                 widgets.append(error_note(message.error or "unknown error", error_kind(message.error_kind)))
         if connection_error is not None and not history:
             widgets.append(error_note(connection_error.message, connection_error.kind))
-        await self.mount_all(widgets)
+        start = _window_start(widgets, WINDOW)
+        self._earlier = widgets[:start]
+        top: list[Widget] = [system_note(system_prompt)] if system_prompt.strip() else []
+        if self._earlier:
+            top.append(EarlierMessages(self.earlier_count))
+        await self.mount_all([*top, *widgets[start:]])
         self.anchor()
 
     async def add_turn(self, question: UserMessage, answer: AssistantMessage) -> None:
@@ -113,6 +190,7 @@ class ConversationView(VerticalScroll):
         return list(self.query(AssistantMessage))
 
     def apply_mode(self, mode: ShowReasoning) -> None:
+        self._mode = mode
         for answer in self.answers():
             answer.apply_mode(mode)
 
