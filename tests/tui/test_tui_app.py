@@ -820,7 +820,8 @@ async def test_up_and_down_recall_earlier_prompts_as_in_a_shell(make_app: AppFac
 async def test_a_long_conversation_opens_at_its_end_and_draws_earlier_messages_on_the_way_up(
         make_app: AppFactory, store: Store) -> None:
     long = store.create_conversation("long")
-    for n in range(60):
+    turns = 45
+    for n in range(turns):
         store.add_message(long.id, "user", f"question {n}")
         answer = store.add_message(long.id, "assistant", "", status="streaming")
         store.finish_message(answer.id, content=f"answer {n}", status="complete", reasoning="")
@@ -830,8 +831,8 @@ async def test_a_long_conversation_opens_at_its_end_and_draws_earlier_messages_o
         await pilot.pause()
         view = chat(app).query_one(ConversationView)
         drawn = [m.text for m in view.query(UserMessage).results(UserMessage)]
-        assert drawn[-1] == "question 59" and len(drawn) == WINDOW // 2  # whole turns, from the end
-        assert view.earlier_count == 2 * (60 - len(drawn))
+        assert drawn[-1] == f"question {turns - 1}" and len(drawn) == WINDOW // 2  # whole turns, from the end
+        assert view.earlier_count == 2 * (turns - len(drawn))
         note = view.query_one(EarlierMessages)
         assert f"{view.earlier_count} earlier messages" in str(note.content)
         # a click draws the batch before; what was at the top stays in view
@@ -846,7 +847,7 @@ async def test_a_long_conversation_opens_at_its_end_and_draws_earlier_messages_o
         await wait_for(pilot, lambda: view.earlier_count == 0)
         await pilot.pause()
         assert not view.query(EarlierMessages)
-        assert [m.text for m in view.query(UserMessage).results(UserMessage)] == [f"question {n}" for n in range(60)]
+        assert [m.text for m in view.query(UserMessage).results(UserMessage)] == [f"question {n}" for n in range(turns)]
 
 
 async def test_ctrl_home_draws_every_earlier_message_and_goes_to_the_first(make_app: AppFactory, store: Store) -> None:
