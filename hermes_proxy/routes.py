@@ -190,9 +190,9 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
                 continue
             delta = _delta(piece, first)
             first = False
-            await response.write(prefix + b',"choices":[{"index":0,"delta":' + json.dumps(delta, ensure_ascii=False)
-                                 .encode() + b',"logprobs":null,"finish_reason":'
-                                 + json.dumps(piece.finish_reason).encode() + b"}]}\n\n")
+            finish = b"null" if piece.finish_reason is None else json.dumps(piece.finish_reason).encode()
+            await response.write(prefix + b',"choices":[{"index":0,"delta":' + _encode_json(delta).encode()
+                                 + b',"logprobs":null,"finish_reason":' + finish + b"}]}\n\n")
         checks = call.checks
         if checks is not None:
             for note in checks.notes:
@@ -218,6 +218,10 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
     await response.write(DONE)
     await response.write_eof()
     return response
+
+
+#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder for every chunk (half its cost); stateless
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _delta(piece: Piece, first: bool) -> dict[str, Any]:
