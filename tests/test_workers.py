@@ -87,12 +87,12 @@ async def metric_total(port: int, name: str) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker processes from /proc")
-async def test_two_workers_serve_one_port_bill_one_ledger_and_count_in_one_metrics(tmp_path: Path, serve: Any) -> None:
+async def test_two_workers_share_one_port_ledger_and_metrics_take_signals_and_come_back(tmp_path: Path,
+                                                                                        serve: Any) -> None:
     served, port = await start_two(tmp_path, serve)
-    workers = children(served.process.pid)
-    assert len(workers) == 2
+    first = children(served.process.pid)
+    assert len(first) == 2
     answers = await post_many(port, 40)
-    spent = sum(a["cost"] for a in answers)
     # whichever worker answers the scrape, it counts every worker's requests (each is counted at its settle, just
     # after its answer went out)
     for _ in range(100):
@@ -102,24 +102,14 @@ async def test_two_workers_serve_one_port_bill_one_ledger_and_count_in_one_metri
     for _ in range(4):
         assert await metric_total(port, "hermes_requests_total") == 40
     assert sum(line.count("listening on") for line in served.stdout) == 1
-    assert await served.stop() == 0
-    assert gone(workers)
-    # both workers billed into the one ledger, exactly
-    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
-        rows, nanos = db.execute("SELECT COUNT(*), SUM(cost_usd) FROM requests").fetchone()
-        (total,) = db.execute("SELECT spent_usd FROM team_totals WHERE team = 'default'").fetchone()
-    assert rows == 40 and Decimal(nanos) / 10**9 == spent and total == nanos
-
-
-async def test_sighup_reloads_every_worker_and_a_dead_worker_is_started_again(tmp_path: Path, serve: Any) -> None:
-    served, port = await start_two(tmp_path, serve)
-    first = children(served.process.pid)
+    # SIGHUP reaches every worker
     served.process.send_signal(signal.SIGHUP)
     for _ in range(100):
         if served.stderr.count("config reloaded") == 2:
             break
         await asyncio.sleep(0.1)
     assert served.stderr.count("config reloaded") == 2
+    # a worker that dies is started again, and the port keeps serving
     os.kill(first[0], signal.SIGKILL)
     for _ in range(100):
         now = children(served.process.pid)
@@ -130,9 +120,16 @@ async def test_sighup_reloads_every_worker_and_a_dead_worker_is_started_again(tm
     assert len(now) == 2 and first[0] not in now and first[1] in now
     assert "worker 0" in served.stderr and "starting it again" in served.stderr
     await asyncio.sleep(1)  # the new worker binds the port
-    assert len(await post_many(port, 10)) == 10
+    answers += await post_many(port, 10)
+    # SIGTERM stops them all, each after its running requests
     code = await served.stop()
     assert code == 0, (code, [line for line in served.stderr.splitlines() if not line.startswith("{")][-20:])
+    assert gone(now)
+    # every worker billed into the one ledger, exactly what the clients were told
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        rows, nanos = db.execute("SELECT COUNT(*), SUM(cost_usd) FROM requests").fetchone()
+        (total,) = db.execute("SELECT spent_usd FROM team_totals WHERE team = 'default'").fetchone()
+    assert rows == 50 and Decimal(nanos) / 10**9 == sum(a["cost"] for a in answers) and total == nanos
 
 
 @pytest.mark.parametrize(("extra", "ledger", "wanted"), [

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -90,7 +91,7 @@ class SQLiteWorker:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             if not self.in_memory:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _set_wal(conn, self._busy_timeout_ms / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("hermes_local_day", 2, local_day, deterministic=True)
             migrate(conn)
@@ -107,6 +108,21 @@ class SQLiteWorker:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def _set_wal(conn: sqlite3.Connection, within_s: float) -> None:
+    """Switch a new file to WAL. The switch needs the file to itself, and while another process is opening the same
+    fresh file SQLite can answer "database is locked" at once, without waiting (seen with ``serve --workers 2``
+    starting both workers on a new ledger). Retried until the busy timeout."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager
