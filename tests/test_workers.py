@@ -133,7 +133,7 @@ async def test_two_workers_share_one_port_ledger_and_metrics_take_signals_and_co
 
 
 @pytest.mark.parametrize(("extra", "ledger", "wanted"), [
-    ("", "memory://", "needs a ledger the workers share"),
+    ("", "memory://", "workers need one they share"),
     ("[teams.default]\nrate_limits = { requests_per_minute = 10 }\n", "sqlite:///x.sqlite3", "[rate_limits] url"),
 ])
 def test_workers_are_refused_where_they_would_not_share_what_must_be_shared(
@@ -142,6 +142,17 @@ def test_workers_are_refused_where_they_would_not_share_what_must_be_shared(
     path.write_text(DEMO_CONFIG.format(server="").replace("memory://", ledger) + extra)
     assert main(["serve", "--config", str(path), "--port", "0", "--workers", "2"]) == 2
     assert wanted in capsys.readouterr().err
+
+
+def test_auto_is_one_worker_where_several_would_not_share_the_ledger(tmp_path: Path) -> None:
+    from hermes_proxy.commands.workers import workers_wanted
+    from hermes_proxy.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(DEMO_CONFIG.format(server=""))  # a memory:// ledger
+    assert workers_wanted("auto", load_config(str(path))) == 1
+    path.write_text(DEMO_CONFIG.format(server="").replace("memory://", f"sqlite:///{tmp_path / 'l.sqlite3'}"))
+    assert workers_wanted("auto", load_config(str(path))) == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("value", ["0", "many", "1000"])

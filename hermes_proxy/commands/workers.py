@@ -40,10 +40,14 @@ START_TIMEOUT_S = 120.0
 
 
 def workers_wanted(asked: str | None, config: Config) -> int:
-    """``--workers``: a number, or ``auto`` (the cores this process may use); the config's ``server.workers`` when
-    the flag is not given."""
+    """``--workers``: a number, or ``auto`` (the cores this process may use, or one where several would not share the
+    ledger or the rate limits); the config's ``server.workers`` when the flag is not given."""
     value = asked if asked is not None else str(config.server.workers)
-    if value == "auto":
+    if value == "auto":  # as many as there are cores, where several are safe; else one, and why
+        reason = why_one_worker(config)
+        if reason is not None:
+            print(f"workers: auto -> 1 ({reason})", file=sys.stderr, flush=True)
+            return 1
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     try:
         count = int(value)
@@ -54,18 +58,23 @@ def workers_wanted(asked: str | None, config: Config) -> int:
     return count
 
 
-def refuse_unsafe(config: Config, workers: int) -> None:
-    """Several workers only where they share what must be shared."""
-    if workers == 1:
-        return
+def why_one_worker(config: Config) -> str | None:
+    """What the workers could not share, if anything: then only one process may serve."""
     if config.ledger.url.startswith("memory://"):
-        raise HermesError(f"--workers {workers} needs a ledger the workers share: the ledger is in memory "
-                          "(ledger.url = \"memory://\"); use a sqlite:/// file or PostgreSQL, or one worker")
+        return ("the ledger is in memory (ledger.url = \"memory://\") and workers need one they share: a sqlite:/// "
+                "file or PostgreSQL")
     limited = [t.name for t in config.teams if t.rate_limits is not None or t.key_rate_limits is not None]
     if limited and not config.rate_limits.url:
-        raise HermesError(f"--workers {workers}: teams {', '.join(limited)} have rate limits, which without "
-                          "[rate_limits] url are counted per process (each worker would allow the full rate); "
-                          "set [rate_limits] url = \"redis://...\", or run one worker")
+        return (f"teams {', '.join(limited)} have rate limits, which without [rate_limits] url are counted per process "
+                "(each worker would allow the full rate); set [rate_limits] url = \"redis://...\"")
+    return None
+
+
+def refuse_unsafe(config: Config, workers: int) -> None:
+    """Several workers only where they share what must be shared."""
+    reason = why_one_worker(config) if workers > 1 else None
+    if reason is not None:
+        raise HermesError(f"--workers {workers}: {reason}; or run one worker")
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
