@@ -25,7 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.bench_proxy import ROOT, free_port, spawn, tree_cpu_s, wait_ready, write_config
+from bench.bench_proxy import ROOT, free_port, spawn, stop_all, tree_cpu_s, wait_ready, write_config
 
 BODY = {"model": "hermes-4-405b", "messages": [{"role": "user", "content": "Tell me about Hermes."}],
         "max_tokens": 256, "stream": True}
@@ -125,13 +125,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"hermes-proxy / floor, CPU per chunk: {', '.join(f'{r:.2f}x' for r in ratios)} "
                   f"(median {statistics.median(ratios):.2f}x)")
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=30)
-                except Exception:
-                    proc.kill()
+            stop_all(procs)
 
 
 def main() -> None:

@@ -83,6 +83,17 @@ def spawn(args: list[str], env: dict[str, str], *, quiet: bool = False) -> subpr
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each (a proxy with workers stops them), then SIGKILL any still there after 30 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -281,13 +292,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"proxy peak RSS: {rss_mb(proxy.pid) + sum(rss_mb(c) for c in children(proxy.pid)):.0f} MB "
                   "(all its processes)")
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_all(procs)
 
 
 def main() -> None:

@@ -82,3 +82,4 @@ def environ_without_secrets() -> dict[str, str]:
 
 
 from tests.proxy_harness import proxy  # noqa: E402, F401  (the end-to-end fixture, shared by the HTTP tests)
+from tests.serve_harness import serve  # noqa: E402, F401  (hermes-proxy serve as a subprocess)

@@ -24,7 +24,6 @@ import pytest
 
 from hermes_proxy.cache.redis_store import RedisCacheStore
 from hermes_proxy.cache.store import (
-    PURGE_EVERY,
     CachedEntry,
     CacheStore,
     CacheUsage,
@@ -37,25 +36,14 @@ from hermes_proxy.config import LedgerConfig
 from hermes_proxy.errors import LedgerUnavailable
 from hermes_proxy.ledger import open_ledger, sqlite_path
 from hermes_proxy.ledger.amounts import from_nanos
+from hermes_proxy.ledger.side_stores import PURGE_EVERY
+from tests.clocks import Clock
 from tests.databases import database_url
 
 REDIS_URL = os.environ.get("HERMES_TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="HERMES_TEST_REDIS_URL is not set")
 T0 = datetime(2025, 3, 12, 15, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from hermes_proxy.ledger import open_ledger, sqlite_path
 from hermes_proxy.ledger.base import Hold, HoldInfo, KeyRecord, Ledger, Progress, RequestRecord
 from hermes_proxy.ledger.migrations import MIGRATIONS
 from policies.types import BudgetRule, TeamPolicy
+from tests.clocks import Clock
 
 D = Decimal
 PG_ENV = "HERMES_TEST_POSTGRES_URL"
@@ -37,19 +38,6 @@ def _isolate_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(name, str(tmp_path / "home" / name.lower()))
     monkeypatch.delenv("HERMES_PROXY_CONFIG", raising=False)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def with_search_path(url: str, schema: str) -> str:

@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import sqlite3
-import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import aiohttp
 import pytest
 
 from hermes_proxy.cli import main
-from tests.test_cli import DEMO_CONFIG, Served, cli_env
+from tests.serve_harness import DEMO_CONFIG, Served
 
 BODY = {"model": "hermes-4-405b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 SHARED_LEDGER = DEMO_CONFIG.replace('url = "memory://"', 'url = "sqlite:///{ledger}"') + """
@@ -42,25 +40,6 @@ def children(pid: int) -> list[int]:
 
 def gone(pids: list[int]) -> bool:
     return all(not Path(f"/proc/{pid}").exists() for pid in pids)
-
-
-@pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Any]:
-    started: list[Served] = []
-
-    async def start(*argv: str) -> Served:
-        stderr = tmp_path / f"serve-{len(started)}.stderr"
-        with stderr.open("wb") as err:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hermes_proxy.cli", "serve", *argv, cwd=tmp_path, env=cli_env(tmp_path / "home"),
-                stdout=asyncio.subprocess.PIPE, stderr=err)
-        served = Served(process, stderr)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        await served.stop()
 
 
 async def start_two(tmp_path: Path, serve: Any) -> tuple[Served, int]:

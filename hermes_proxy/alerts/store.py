@@ -11,7 +11,6 @@ post the same alert at once, and one that died mid-post leaves it to be sent aga
 from __future__ import annotations
 
 import sqlite3
-import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from hermes_proxy.ledger.amounts import from_micros, to_micros
+from hermes_proxy.ledger.side_stores import ledger_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +220,9 @@ class PostgresAlertStore:
 
 def open_alert_store(ledger: object) -> AlertStore:
     """The outbox in ``ledger``'s database, or in memory for a ledger without one."""
-    from hermes_proxy.ledger.sqlite import SQLiteLedger
-
-    if isinstance(ledger, SQLiteLedger):
-        return SQLiteAlertStore(ledger._worker.run)
-    postgres = sys.modules.get("hermes_proxy.ledger.postgres")  # loaded already when the ledger is one
-    if postgres is not None and isinstance(ledger, postgres.PostgresLedger):
-        return PostgresAlertStore(ledger._conn)
+    run, connection = ledger_database(ledger)
+    if run is not None:
+        return SQLiteAlertStore(run)
+    if connection is not None:
+        return PostgresAlertStore(connection)
     return MemoryAlertStore()

@@ -11,7 +11,7 @@ body the caller's JSON. A team only ever sees its own entries: every read, write
 so another team's key is simply not found. The byte cap keeps each team's most recent answers: a put evicts the team's
 oldest entries (by ``created_at``, ties by key) until the team's live bytes fit, keeping the new entry unless it alone
 is over the cap. Expired entries are never returned nor counted, and are deleted by the next put at most every
-:data:`PURGE_EVERY`.
+:data:`~hermes_proxy.ledger.side_stores.PURGE_EVERY`.
 
 A store that cannot be reached raises :class:`~hermes_proxy.errors.LedgerUnavailable` (the ledger's own connections
 already do): the caller treats that as a miss, so an outage of the cache costs money, never an answer.
@@ -20,19 +20,18 @@ already do): the caller treats that as a miss, so an outage of the cache costs m
 from __future__ import annotations
 
 import sqlite3
-import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 from hermes_proxy.ledger.amounts import cost_amount, from_micros, to_micros, to_nanos
+from hermes_proxy.ledger.side_stores import PurgeSchedule, ledger_database
 from policies.budget import now_utc
 
 #: expired entries are deleted by the next put at most this often
-PURGE_EVERY = timedelta(minutes=10)
 _COLUMNS = "team, cache_key, created_at, expires_at, size_bytes, body"
 
 
@@ -83,22 +82,7 @@ def entry_size(entry: CachedEntry) -> int:
     return len(entry.body.encode())
 
 
-class _Purging:
-    """Deletes expired rows on a put at most every :data:`PURGE_EVERY`: a cache hit is on the request path, a full
-    scan of the expiry index on every put would not be."""
-
-    def __init__(self, clock: Callable[[], datetime]) -> None:
-        self._clock = clock
-        self._next_purge: datetime | None = None
-
-    def _purge_due(self, now: datetime) -> bool:
-        if self._next_purge is not None and now < self._next_purge:
-            return False
-        self._next_purge = now + PURGE_EVERY
-        return True
-
-
-class MemoryCacheStore(_Purging):
+class MemoryCacheStore(PurgeSchedule):
     """In the process (a ledger with no database of its own); ``savings`` holds what the hits saved."""
 
     def __init__(self, clock: Callable[[], datetime] = now_utc) -> None:
@@ -162,7 +146,7 @@ _UPSERT = """ON CONFLICT (team, cache_key) DO UPDATE SET created_at = excluded.c
     expires_at = excluded.expires_at, size_bytes = excluded.size_bytes, body = excluded.body"""
 
 
-class SQLiteCacheStore(_Purging):
+class SQLiteCacheStore(PurgeSchedule):
     """In the SQLite ledger's file, on its worker thread (``run`` is the worker's: ``fn(conn, *args)`` there, SQLite
     errors raised as ``LedgerUnavailable``). A put is one ``BEGIN IMMEDIATE`` transaction (purge, replace, evict), so
     processes sharing the file never see a team half-evicted."""
@@ -242,7 +226,7 @@ _PG_TEAM_LOCK = ("SELECT pg_advisory_xact_lock(hashtext('hermes_proxy.cache'), "
                  "hashtext(COALESCE(current_schema(), '') || '.' || $1))")
 
 
-class PostgresCacheStore(_Purging):
+class PostgresCacheStore(PurgeSchedule):
     """In the PostgreSQL ledger's database, on its pool (``connection()`` is the ledger's: a pooled connection whose
     failures are ``LedgerUnavailable``). A put is one transaction; with a cap it first takes the team's advisory
     transaction lock, so replicas putting for one team at once evict in turn, each seeing the other's rows (READ
@@ -303,13 +287,11 @@ class PostgresCacheStore(_Purging):
 
 def database_cache_store(ledger: object) -> CacheStore:
     """The store in ``ledger``'s database (its own connection), or in memory for a ledger without one."""
-    from hermes_proxy.ledger.sqlite import SQLiteLedger
-
-    if isinstance(ledger, SQLiteLedger):
-        return SQLiteCacheStore(ledger._worker.run)
-    postgres = sys.modules.get("hermes_proxy.ledger.postgres")  # loaded already when the ledger is one
-    if postgres is not None and isinstance(ledger, postgres.PostgresLedger):
-        return PostgresCacheStore(ledger._conn)
+    run, connection = ledger_database(ledger)
+    if run is not None:
+        return SQLiteCacheStore(run)
+    if connection is not None:
+        return PostgresCacheStore(connection)
     return MemoryCacheStore()
 
 

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from hermes_proxy.ledger.amounts import from_micros, to_micros
+from hermes_proxy.ledger.side_stores import PurgeSchedule, ledger_database
 from policies.budget import now_utc
 
-#: expired rows are deleted by the next store at most this often
-PURGE_EVERY = timedelta(minutes=10)
 _COLUMNS = "id, team, created_at, expires_at, response, input_items"
 
 
@@ -85,19 +83,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class _Purging:
-    def __init__(self, clock: Callable[[], datetime]) -> None:
-        self._clock = clock
-        self._next_purge: datetime | None = None
-
-    def _purge_due(self, now: datetime) -> bool:
-        if self._next_purge is not None and now < self._next_purge:
-            return False
-        self._next_purge = now + PURGE_EVERY
-        return True
-
-
-class SQLiteResponseStore(_Purging):
+class SQLiteResponseStore(PurgeSchedule):
     """In the SQLite ledger's file, on its worker thread (``run`` is the worker's: ``fn(conn, *args)`` there)."""
 
     def __init__(self, run: Callable[..., Awaitable[Any]], clock: Callable[[], datetime] = now_utc) -> None:
@@ -135,7 +121,7 @@ def _sqlite_put(conn: sqlite3.Connection, values: tuple[Any, ...], purge_before:
     conn.execute("COMMIT")
 
 
-class PostgresResponseStore(_Purging):
+class PostgresResponseStore(PurgeSchedule):
     """In the PostgreSQL ledger's database, on its pool (``connection()`` is the ledger's: a pooled connection whose
     failures are ``LedgerUnavailable``)."""
 
@@ -175,11 +161,9 @@ def _stored(row: tuple[Any, ...], moment: Callable[[Any], datetime]) -> StoredRe
 
 def open_response_store(ledger: object) -> ResponseStore:
     """The store in ``ledger``'s database (its own connection), or in memory for a ledger without one."""
-    from hermes_proxy.ledger.sqlite import SQLiteLedger
-
-    if isinstance(ledger, SQLiteLedger):
-        return SQLiteResponseStore(ledger._worker.run)
-    postgres = sys.modules.get("hermes_proxy.ledger.postgres")  # loaded already when the ledger is one
-    if postgres is not None and isinstance(ledger, postgres.PostgresLedger):
-        return PostgresResponseStore(ledger._conn)
+    run, connection = ledger_database(ledger)
+    if run is not None:
+        return SQLiteResponseStore(run)
+    if connection is not None:
+        return PostgresResponseStore(connection)
     return MemoryResponseStore()
