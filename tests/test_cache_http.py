@@ -104,6 +104,29 @@ async def test_a_hit_costs_the_configured_fraction_and_the_budget_sees_it(proxy:
     assert status.spent_usd == FIRST_COST + quarter and status.reserved_usd == 0
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_host_that_bills_above_the_configured_price_is_what_a_hit_saves_and_a_fraction_of_it(
+        proxy: ProxyFactory, stream: bool) -> None:
+    # OpenRouter reports its own cost ($0.00012), above the route's configured price ($0.000091): that is what the
+    # answer cost, so it is what a hit saves, and what the hit's fraction is taken of
+    script = Script(dialect="openrouter", openrouter_cost=0.00012)
+    app = await proxy(script, teams={"default": {"cache": True, "budgets": [{"window": "daily", "limit_usd": 1}]}},
+                      cache={"hit_cost_fraction": 0.5})
+    billed = Decimal("0.00012")
+    await ask(app, stream=stream)
+    await current_gateway(app.client.app).settled()  # type: ignore[arg-type]
+    _, headers, usage = await ask(app, stream=stream)
+    assert headers["x-hermes-cache"] == "hit" and len(script.requests) == 1
+    assert Decimal(headers["x-hermes-cache-saved-usd"]) == billed / 2
+    assert Decimal(str(usage.cost)) == billed / 2  # type: ignore[attr-defined]
+    rows = sorted(await app.rows(), key=lambda r: r.started_at)
+    assert [(r.status, r.cost_usd) for r in rows] == [("ok", billed), ("cached", billed / 2)]
+    total = await spend_total(app)
+    assert Decimal(total["cost_usd"]) == billed * 3 / 2 and Decimal(total["saved_usd"]) == billed / 2
+    (status,) = await app.client.app[LEDGER].budget_status(app.config.teams[0])  # type: ignore[index]
+    assert status.spent_usd == billed * 3 / 2 and status.reserved_usd == 0
+
+
 async def test_only_deterministic_requests_by_default_and_the_header_decides(proxy: ProxyFactory) -> None:
     script = Script()
     app = await proxy(script, teams=CACHED_TEAM)
