@@ -30,17 +30,34 @@ class KindDefaults:
     accepts_top_k: bool = False
     #: the built-in simulator, not a real model
     simulated: bool = False
+    #: with no config file, the routes this kind serves (model alias, the host's model id, $ in / out per Mtok) when
+    #: its ``api_key_env`` is set (the simulator's when no such key is): see config/defaults.py
+    builtin_routes: tuple[BuiltinRoute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinRoute:
+    alias: str
+    model: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
 
 
 #: every upstream kind, in one place
 UPSTREAM_KINDS: dict[str, KindDefaults] = {
     "nous": KindDefaults(base_url="https://inference-api.nousresearch.com/v1", http=True, api_key_env="NOUS_API_KEY",
-                         key_required=True),
+                         key_required=True, builtin_routes=(
+                             BuiltinRoute("hermes-4-405b", "Hermes-4-405B", 0.09, 0.37),
+                             BuiltinRoute("hermes-4-70b", "Hermes-4-70B", 0.05, 0.2))),
     "openrouter": KindDefaults(base_url="https://openrouter.ai/api/v1", http=True, api_key_env="OPENROUTER_API_KEY",
-                               key_required=True, accepts_top_k=True),
+                               key_required=True, accepts_top_k=True, builtin_routes=(
+                                   BuiltinRoute("hermes-4-405b", "nousresearch/hermes-4-405b", 1.0, 3.0),
+                                   BuiltinRoute("hermes-4-70b", "nousresearch/hermes-4-70b", 0.13, 0.4))),
     "vllm": KindDefaults(base_url="http://127.0.0.1:8000/v1", http=True, accepts_top_k=True),
     "litellm": KindDefaults(),
-    "demo": KindDefaults(accepts_top_k=True, simulated=True),
+    "demo": KindDefaults(accepts_top_k=True, simulated=True, builtin_routes=(
+        BuiltinRoute("hermes-4-405b", "Hermes-4-405B", 1.0, 3.0),
+        BuiltinRoute("hermes-4-70b", "Hermes-4-70B", 0.13, 0.4))),
 }
 DEFAULT_KEY_ENVS: dict[str, str] = {kind: d.api_key_env for kind, d in UPSTREAM_KINDS.items() if d.api_key_env}
 DEFAULT_TEAM = "default"
