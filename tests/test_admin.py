@@ -16,6 +16,7 @@ from hermes_proxy.app import create_app
 from hermes_proxy.config import Config, parse_config
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import Ledger, RequestRecord
+from hermes_proxy.tokens import TokenCounter
 
 D = Decimal
 ADMIN = "admin-secret-for-tests"
@@ -56,10 +57,10 @@ async def ledger() -> AsyncIterator[Ledger]:
 
 
 @pytest.fixture
-def client_for(aiohttp_client: Any, ledger: Ledger) -> Callable[..., Awaitable[Client]]:
+def client_for(aiohttp_client: Any, ledger: Ledger, counter: TokenCounter) -> Callable[..., Awaitable[Client]]:
     async def make(config: Config | None = None) -> Client:
-        # the real application, with the test's ledger injected
-        return await aiohttp_client(create_app(config or make_config(), ledger=ledger))
+        # the real application, with the test's ledger (and the session's token counter) injected
+        return await aiohttp_client(create_app(config or make_config(), ledger=ledger, counter=counter))
 
     return make
 

@@ -23,6 +23,7 @@ from hermes_proxy.app import create_app
 from hermes_proxy.config import Config, load_config
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import HoldInfo, Ledger
+from hermes_proxy.tokens import TokenCounter
 
 CHROMIUM = Path("/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
@@ -72,10 +73,10 @@ async def shot(page: Any, tmp_path: Path, name: str, **options: Any) -> None:
 
 
 async def test_dashboard_in_headless_chromium(aiohttp_server: Any, ledger: tuple[Config, Ledger],
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path, counter: TokenCounter) -> None:
     config, store = ledger
     await seed(config, store)
-    server = await aiohttp_server(create_app(config, ledger=store), host="127.0.0.1")
+    server = await aiohttp_server(create_app(config, ledger=store, counter=counter), host="127.0.0.1")
     base = f"http://127.0.0.1:{server.port}"
     problems: list[str] = []
     async with playwright_api.async_playwright() as p:

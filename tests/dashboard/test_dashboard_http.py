@@ -25,6 +25,7 @@ from hermes_proxy.dashboard import CSP
 from hermes_proxy.dashboard.session import COOKIE
 from hermes_proxy.ledger import open_ledger
 from hermes_proxy.ledger.base import HoldInfo, Ledger
+from hermes_proxy.tokens import TokenCounter
 
 
 @pytest.fixture
@@ -47,9 +48,10 @@ async def ledger(config: Config) -> AsyncIterator[Ledger]:
 
 
 @pytest.fixture
-def client_for(aiohttp_client: Any, ledger: Ledger, config: Config) -> Callable[..., Awaitable[Client]]:
+def client_for(aiohttp_client: Any, ledger: Ledger, config: Config,
+               counter: TokenCounter) -> Callable[..., Awaitable[Client]]:
     async def make(cfg: Config | None = None) -> Client:
-        return await aiohttp_client(create_app(cfg or config, ledger=ledger))
+        return await aiohttp_client(create_app(cfg or config, ledger=ledger, counter=counter))
 
     return make
 
