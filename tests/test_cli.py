@@ -4,6 +4,7 @@ ports, versions, public binds without auth, empty files. `serve` runs as a real 
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import shutil
 import socket
@@ -52,6 +53,10 @@ async def test_example_config_without_keys_starts_says_what_is_left_out_and_answ
     for name in EXAMPLE_KEY_ENVS:
         assert f"export {name}=..." in stderr
     assert "model 'hermes-4-405b': no route left" in stderr and "models that answer now: hermes-demo" in stderr
+    # workers = "auto", but the example's rate limits are counted in-process: one worker, and why
+    if len(os.sched_getaffinity(0)) > 1:
+        note = await served.line_matching(r'one worker \(workers = "auto"\): (.*)')
+        assert "team research has rate limits" in note.group(1) and "[rate_limits] url" in note.group(1)
 
     created = run_cli(tmp_path, *shlex.split(command)[1:])
     assert created.returncode == 0, created.stderr

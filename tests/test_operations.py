@@ -206,7 +206,7 @@ async def pg_schema() -> AsyncIterator[str]:
 
 def start_replica(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "hermes_proxy.cli", "serve", "--config", str(config),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def wait_up(port: int, process: subprocess.Popen[bytes], within_s: float = 30) -> None:

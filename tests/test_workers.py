@@ -123,15 +123,20 @@ def test_workers_are_refused_where_they_would_not_share_what_must_be_shared(
     assert wanted in capsys.readouterr().err
 
 
-def test_auto_is_one_worker_where_several_would_not_share_the_ledger(tmp_path: Path) -> None:
-    from hermes_proxy.commands.workers import workers_wanted
+def test_auto_is_the_default_and_one_worker_where_several_would_not_share_the_ledger(tmp_path: Path) -> None:
+    from hermes_proxy.commands.workers import WorkerCount, workers_wanted
     from hermes_proxy.config import load_config
 
     path = tmp_path / "c.toml"
     path.write_text(DEMO_CONFIG.format(server=""))  # a memory:// ledger
-    assert workers_wanted("auto", load_config(str(path))) == 1
+    assert load_config(str(path)).server.workers == "auto"
+    cores = len(os.sched_getaffinity(0))
+    one = workers_wanted(None, load_config(str(path)))
+    assert one.count == 1 and (cores == 1 or "the ledger is in memory" in (one.why_one or ""))
     path.write_text(DEMO_CONFIG.format(server="").replace("memory://", f"sqlite:///{tmp_path / 'l.sqlite3'}"))
-    assert workers_wanted("auto", load_config(str(path))) == len(os.sched_getaffinity(0))
+    assert workers_wanted(None, load_config(str(path))) == WorkerCount(cores)
+    path.write_text(DEMO_CONFIG.format(server="workers = 1").replace("memory://", f"sqlite:///{tmp_path / 'l.sqlite3'}"))
+    assert workers_wanted(None, load_config(str(path))) == WorkerCount(1)
 
 
 @pytest.mark.parametrize("value", ["0", "many", "1000"])

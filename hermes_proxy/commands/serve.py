@@ -19,7 +19,15 @@ from aiohttp import web
 
 from hermes_proxy.appkeys import LEDGER
 from hermes_proxy.commands.check import describe, left_out_notice, warnings_for
-from hermes_proxy.commands.workers import READY, die_with_parent, refuse_unsafe, reserve_port, supervise, workers_wanted
+from hermes_proxy.commands.workers import (
+    READY,
+    WorkerCount,
+    die_with_parent,
+    refuse_unsafe,
+    reserve_port,
+    supervise,
+    workers_wanted,
+)
 from hermes_proxy.config import Config, check_exposure, default_data_dir, load_config
 from hermes_proxy.errors import HermesError
 from hermes_proxy.pricing import resolve_prices
@@ -50,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=port_number, help="port (default from config: 8787; 0: any free port, printed)")
     serve.add_argument("--workers", help="processes serving the port: a number, or auto (one per core); default from "
-                                         "config: server.workers (1)")
+                                         "config: server.workers (auto)")
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # one of --workers' processes (internal)
     serve.set_defaults(handler=run)
 
@@ -73,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     check_exposure(config.server, host, "--host" if args.host else "server.host")
     worker = args.worker
-    workers = 1 if worker is not None else workers_wanted(args.workers, config)
+    wanted = WorkerCount(1) if worker is not None else workers_wanted(args.workers, config)
+    workers = wanted.count
     refuse_unsafe(config, workers)
     configure_logging(config)
     counter = load_token_counter(config.tokens, data_dir=default_data_dir())
@@ -96,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         die_with_parent()
     app = create_app(config, counter=counter, prices=prices)
     loop = new_event_loop()
-    main = loop.create_task(_serve(app, config, host, port, worker=worker))
+    main = loop.create_task(_serve(app, config, host, port, worker=worker, why_one=wanted.why_one))
     try:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(main)
@@ -122,7 +131,8 @@ def listening_line(host: str, port: int, workers: int = 1) -> str:
     return f"hermes-proxy listening on http://{shown}:{port}/v1  ({processes}OpenAI base_url; Ctrl+C to stop)"
 
 
-async def _serve(app: web.Application, config: Config, host: str, port: int, *, worker: int | None = None) -> None:
+async def _serve(app: web.Application, config: Config, host: str, port: int, *, worker: int | None = None,
+                 why_one: str | None = None) -> None:
     runner = web.AppRunner(app, handle_signals=True, access_log=None,
                            shutdown_timeout=config.server.shutdown_timeout_s)
     await runner.setup()  # the cleanup contexts start here: ledger, rate limiter, gateway
@@ -139,6 +149,8 @@ async def _serve(app: web.Application, config: Config, host: str, port: int, *, 
             for line in await first_key_hint(app, config):
                 print(line, flush=True)
         print(READY if worker is not None else listening_line(host, bound), flush=True)
+        if why_one is not None:
+            print(f"one worker (workers = \"auto\"): {why_one}", flush=True)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT cancels this task
     finally:
         await runner.cleanup()

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hermes_proxy.config import Config
@@ -39,23 +40,28 @@ RESTART_DELAY_S = 1.0
 START_TIMEOUT_S = 120.0
 
 
-def workers_wanted(asked: str | None, config: Config) -> int:
+@dataclass(frozen=True)
+class WorkerCount:
+    count: int
+    #: why ``auto`` came to one process on a host with several cores (said once the port is bound)
+    why_one: str | None = None
+
+
+def workers_wanted(asked: str | None, config: Config) -> WorkerCount:
     """``--workers``: a number, or ``auto`` (the cores this process may use, or one where several would not share the
-    ledger or the rate limits); the config's ``server.workers`` when the flag is not given."""
+    ledger or the rate limits); the config's ``server.workers`` (``auto`` by default) when the flag is not given."""
     value = asked if asked is not None else str(config.server.workers)
     if value == "auto":  # as many as there are cores, where several are safe; else one, and why
-        reason = why_one_worker(config)
-        if reason is not None:
-            print(f"workers: auto -> 1 ({reason})", file=sys.stderr, flush=True)
-            return 1
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        reason = why_one_worker(config) if cores > 1 else None
+        return WorkerCount(1, reason) if reason is not None else WorkerCount(max(1, cores))
     try:
         count = int(value)
     except ValueError:
         raise HermesError(f"--workers must be a number or 'auto', got {value!r}") from None
     if not 1 <= count <= 256:
         raise HermesError(f"--workers must be between 1 and 256, got {count}")
-    return count
+    return WorkerCount(count)
 
 
 def why_one_worker(config: Config) -> str | None:
@@ -65,8 +71,9 @@ def why_one_worker(config: Config) -> str | None:
                 "file or PostgreSQL")
     limited = [t.name for t in config.teams if t.rate_limits is not None or t.key_rate_limits is not None]
     if limited and not config.rate_limits.url:
-        return (f"teams {', '.join(limited)} have rate limits, which without [rate_limits] url are counted per process "
-                "(each worker would allow the full rate); set [rate_limits] url = \"redis://...\"")
+        teams = f"team {limited[0]} has" if len(limited) == 1 else f"teams {', '.join(limited)} have"
+        return (f"{teams} rate limits, which without [rate_limits] url are counted per process (each worker would "
+                "allow the full rate); set [rate_limits] url = \"redis://...\"")
     return None
 
 

@@ -376,7 +376,7 @@ def read_cache(t: Mapping[str, Any]) -> CacheConfig:
 
 
 def _workers(t: Mapping[str, Any], w: str) -> int | str:
-    value = read.value_of(t, "workers", (int, str), w, 1)
+    value = read.value_of(t, "workers", (int, str), w, "auto")
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 256):
         return value  # type: ignore[no-any-return]
     raise ConfigError(w + "workers", f"must be a number of processes (1-256) or \"auto\" (one per core); got {value!r}")

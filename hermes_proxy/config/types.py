@@ -83,8 +83,9 @@ class ServerConfig:
     #: connections the kernel queues before the proxy accepts them (aiohttp's default, 128, drops a burst of streams
     #: opening at once; the kernel caps it at net.core.somaxconn)
     listen_backlog: int = 4096
-    #: processes serving the port (``serve --workers``): a number, or ``"auto"`` (one per core)
-    workers: int | str = 1
+    #: processes serving the port (``serve --workers``): a number, or ``"auto"`` (one per core where the ledger and rate
+    #: limits can be shared, else one)
+    workers: int | str = "auto"
     auth: Literal["keys", "none"] = "keys"
     metrics_require_admin: bool = False
     log_prompts: bool = False
