@@ -5,6 +5,7 @@ Written once with numbered ``$n`` placeholders; SQLite runs it through :func:`sq
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -66,6 +67,7 @@ def measure_query(
     return "SELECT " + ", ".join(columns), params
 
 
+@functools.lru_cache(maxsize=256)  # a handful of distinct queries, converted on every admission otherwise
 def sqlite_placeholders(sql: str) -> str:
     return re.sub(r"\$(\d+)", r"?\1", sql)
 

@@ -24,27 +24,42 @@ def checkpoint_interval(reservation_ttl_s: float) -> float:
 
 
 class HoldKeeper:
+    """Checkpoints on a timer, not in a task of its own: most requests finish long before the first checkpoint is
+    due, and a timer handle costs a fraction of a task (a task per request was ~5% of the proxy's CPU)."""
+
     def __init__(self, ledger: Ledger, hold: Hold, progress: Callable[[], Progress], interval_s: float) -> None:
         self.hold = hold
         self._ledger = ledger
         self._progress = progress
         self._interval_s = interval_s
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._due)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                self.hold = await self._ledger.checkpoint(self.hold, self._progress())
-            except Exception as exc:  # the next checkpoint tries again; the settle does not depend on it
-                log.warning("hold %s: checkpoint failed (%s)", self.hold.id, exc)
+    def _due(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._task = asyncio.ensure_future(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        try:
+            self.hold = await self._ledger.checkpoint(self.hold, self._progress())
+        except Exception as exc:  # the next checkpoint tries again; the settle does not depend on it
+            log.warning("hold %s: checkpoint failed (%s)", self.hold.id, exc)
+        self._task = None
+        if not self._stopped:
+            self.start()
 
     def stop(self) -> None:
         """Stop checkpointing (before the settle). A checkpoint still landing after the settle changes nothing: the
         ledger ignores checkpoints of a hold that is gone."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             self._task = None

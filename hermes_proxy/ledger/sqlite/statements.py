@@ -69,12 +69,23 @@ def reserve_batch(
     purge: bool,
 ) -> list[Admission | HermesError]:
     """Decide a batch of reservations in one transaction, in order, each seeing the holds of those before it and
-    its team's expired holds billed; each hold is scaled by the learned factor of its price keys."""
+    its team's expired holds billed; each hold is scaled by the learned factor of its price keys.
+
+    Expired holds are billed once per team per batch (as of the batch's latest clock reading; the transaction runs
+    after every item's), and each set of price keys is looked up once: a burst's batch is mostly one team and route.
+    """
     results: list[Admission | HermesError] = []
+    latest: dict[str, datetime] = {}
+    for policy, _, _, now, _, _ in items:
+        latest[policy.name] = max(now, latest.get(policy.name, now))
+    factors: dict[tuple[str, ...], Decimal] = {}
     with write(conn):
+        for team, now in latest.items():
+            bill_expired(conn, team, to_micros(now))
         for policy, key, hold, now, spans, price_keys in items:
-            bill_expired(conn, policy.name, to_micros(now))
-            factor = learned_factor(conn, price_keys)
+            factor = factors.get(price_keys)
+            if factor is None:
+                factor = factors[price_keys] = learned_factor(conn, price_keys)
             if factor > 1:
                 hold = replace(hold, amount_usd=scaled_hold(hold.amount_usd, factor), learned_price=True)
             try:
