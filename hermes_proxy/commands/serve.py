@@ -73,7 +73,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hermes_proxy.app import create_app
     from hermes_proxy.logs import configure_logging
 
     config = load_config(args.config)
@@ -84,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
     wanted = WorkerCount(1) if worker is not None else workers_wanted(args.workers, config)
     workers = wanted.count
     refuse_unsafe(config, workers)
-    configure_logging(config)
+    with configure_logging(config):
+        return _run(args, config, host, port, wanted)
+
+
+def _run(args: argparse.Namespace, config: Config, host: str, port: int, wanted: WorkerCount) -> int:
+    from hermes_proxy.app import create_app
+
+    worker, workers = args.worker, wanted.count
     counter = load_token_counter(config.tokens, data_dir=default_data_dir())
     prices = resolve_prices(config)
     if worker is None:  # the workers of --workers N are quiet: their parent said all this once
