@@ -38,6 +38,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, each worker's share starts with its part of the ``slow`` tests. xdist's work stealing first deals
+    the collection out in contiguous shares, then moves tests from the end of the longest queue; a test of several
+    seconds dealt near the end of a share would run last, alone, while the other workers idle."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 0)
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if workers < 2 or not slow:
+        return
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    shares: list[list[pytest.Item]] = [slow[i::workers] for i in range(workers)]
+    left = len(items)
+    for i, share in enumerate(shares):  # the sizes xdist deals: each worker gets what is left / workers left
+        size = left // (workers - i)
+        left -= size
+        take = max(0, size - len(share))
+        share += rest[:take]
+        del rest[:take]
+    items[:] = [item for share in shares for item in share] + rest
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core. A third of the suite's wall time is spent waiting (on subprocesses, sleeps
     that stand in for an upstream's pace, PostgreSQL and Redis); a second worker per core fills it. On this project's

@@ -22,6 +22,7 @@ HELLO = [{"role": "user", "content": "write a long story"}]
 
 
 @pytest.mark.parametrize(("dialect", "factor"), [("vllm", Decimal(1)), ("openrouter", Decimal(5))])
+@pytest.mark.slow
 async def test_sigkill_mid_stream_bills_what_was_delivered_when_the_hold_expires(
         tmp_path: Path, aiohttp_server: Any, dialect: str, factor: Decimal) -> None:
     # openrouter: the route is known (from the ledger) to bill 5x its configured price; the estimate bills that rate

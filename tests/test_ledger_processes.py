@@ -141,6 +141,7 @@ def consistent(audit: dict[str, Any]) -> None:
         assert audit["buckets"][team] == summed
 
 
+@pytest.mark.slow
 async def test_three_processes_never_over_admit(ledger_url: str, worker: Path) -> None:
     # 3 x 70 concurrent reservations of $0.03 against $1.00: exactly 33 fit, whoever wins them
     await (await opened(ledger_url)).close()  # migrate once up front: the race is about admission only
@@ -158,6 +159,7 @@ async def test_three_processes_never_over_admit(ledger_url: str, worker: Path) -
         await ledger.close()
 
 
+@pytest.mark.slow
 async def test_three_processes_share_a_budget_and_settle_exactly(ledger_url: str, worker: Path) -> None:
     start_at = time.time() + 2.5
     procs = [await spawn(worker, ledger_url, "traffic", "shared", "2.00", "0.05", 100, 20, 600, start_at, seed, 60)
@@ -179,6 +181,7 @@ async def test_three_processes_share_a_budget_and_settle_exactly(ledger_url: str
         await ledger.close()
 
 
+@pytest.mark.slow
 async def test_killed_process_leaves_a_consistent_ledger(ledger_url: str, worker: Path) -> None:
     ttl = 10.0
     proc = await spawn(worker, ledger_url, "traffic", "crash", "1000000", "0.05", 100_000, 20, ttl, 0, 1, 30, 7)

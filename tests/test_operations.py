@@ -227,6 +227,7 @@ async def wait_up(port: int, process: subprocess.Popen[bytes], within_s: float =
 
 
 @pytest.mark.skipif(not (POSTGRES and REDIS), reason="needs HERMES_TEST_POSTGRES_URL and HERMES_TEST_REDIS_URL")
+@pytest.mark.slow
 async def test_three_replicas_share_rate_limits_and_budgets(tmp_path: Path, pg_schema: str,
                                                             aiohttp_server: Any) -> None:
     # the upstream bills at most what the proxy reserved (its prompt count is >= 10 tokens, max_tokens is 1000)
@@ -304,6 +305,7 @@ max_tokens = 1000
                 process.kill()
 
 
+@pytest.mark.slow
 async def test_sigterm_lets_a_running_stream_finish_then_exits(tmp_path: Path) -> None:
     config = tmp_path / "demo.toml"
     config.write_text("""

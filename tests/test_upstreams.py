@@ -200,6 +200,7 @@ async def test_demo_thinks_when_asked_honours_max_tokens_and_reports_usage(count
     assert finishes[-1] == "length"
 
 
+@pytest.mark.slow
 async def test_litellm_upstream_reaches_an_openai_compatible_host(aiohttp_server: Any) -> None:
     script = Script(dialect="nous")
     server = await aiohttp_server(make_upstream_app(script))

@@ -66,6 +66,7 @@ async def metric_total(port: int, name: str) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker processes from /proc")
+@pytest.mark.slow
 async def test_two_workers_share_one_port_ledger_and_metrics_take_signals_and_come_back(tmp_path: Path,
                                                                                         serve: Any) -> None:
     served, port = await start_two(tmp_path, serve)

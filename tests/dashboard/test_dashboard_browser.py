@@ -72,6 +72,7 @@ async def shot(page: Any, tmp_path: Path, name: str, **options: Any) -> None:
         shutil.copy(path, SCREENSHOTS / path.name)
 
 
+@pytest.mark.slow
 async def test_dashboard_in_headless_chromium(aiohttp_server: Any, ledger: tuple[Config, Ledger],
                                               tmp_path: Path, counter: TokenCounter) -> None:
     config, store = ledger

@@ -817,6 +817,7 @@ async def test_up_and_down_recall_earlier_prompts_as_in_a_shell(make_app: AppFac
         assert fake.calls[2].messages[-1] == {"role": "user", "content": "first prompt"}
 
 
+@pytest.mark.slow
 async def test_a_long_conversation_opens_at_its_end_and_draws_earlier_messages_on_the_way_up(
         make_app: AppFactory, store: Store) -> None:
     long = store.create_conversation("long")
@@ -866,6 +867,7 @@ async def test_ctrl_home_draws_every_earlier_message_and_goes_to_the_first(make_
         assert len(view.query(UserMessage)) == 50
 
 
+@pytest.mark.slow
 async def test_keyboard_scrolling_and_unfolding_reasoning_while_the_prompt_has_focus(make_app: AppFactory,
                                                                                      store: Store) -> None:
     long = store.create_conversation("long")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fake_backend import DEFAULT_MODELS, AppFactory, FakeBackend, Script, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Static, TextArea
@@ -193,6 +194,7 @@ async def shows(pilot: Pilot[None], text: str | None) -> None:
         raise AssertionError(f"the preview shows {shown(app)!r}, not {text!r}") from None
 
 
+@pytest.mark.slow
 async def test_typing_shows_and_updates_the_preview(make_app: AppFactory) -> None:
     app = make_app(FakeBackend())
     async with app.run_test(size=SIZE) as pilot:
