@@ -146,3 +146,20 @@ def test_the_workers_count_is_validated(tmp_path: Path, capsys: pytest.CaptureFi
     path.write_text(DEMO_CONFIG.format(server=""))
     assert main(["serve", "--config", str(path), "--port", "0", "--workers", value]) == 2
     assert "--workers must be" in capsys.readouterr().err
+
+
+def test_check_config_and_the_start_up_report_say_how_many_workers_and_why(tmp_path: Path) -> None:
+    from hermes_proxy.commands.check import workers_line
+    from hermes_proxy.config import load_config
+
+    cores = len(os.sched_getaffinity(0))
+    path = tmp_path / "c.toml"
+    sqlite = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    path.write_text(DEMO_CONFIG.format(server="").replace("memory://", sqlite))
+    assert workers_line(load_config(str(path))) == f'{cores} ("auto": one per core)'
+    assert workers_line(load_config(str(path)), "3") == "3 (--workers)"
+    path.write_text(DEMO_CONFIG.format(server="workers = 2").replace("memory://", sqlite))
+    assert workers_line(load_config(str(path))) == "2 (server.workers)"
+    path.write_text(DEMO_CONFIG.format(server=""))  # memory://
+    line = workers_line(load_config(str(path)))
+    assert line == '1 ("auto": one per core)' if cores == 1 else line.startswith('1 ("auto", but the ledger is in memory')

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from hermes_proxy.commands.workers import workers_wanted
 from hermes_proxy.config import (
     DEFAULT_KEY_ENVS,
     UPSTREAM_KINDS,
@@ -24,7 +25,18 @@ BUILT_IN_DEFAULTS = ("hermes-4-405b and hermes-4-70b on Nous Portal and/or OpenR
                      "$OPENROUTER_API_KEY is set, else on the simulated Hermes")
 
 
-def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
+def workers_line(config: Config, asked: str | None = None) -> str:
+    """How many processes ``serve`` runs (``asked``: its ``--workers``), and why."""
+    wanted = workers_wanted(asked, config)
+    value = asked if asked is not None else str(config.server.workers)
+    if wanted.why_one is not None:
+        return f"1 (\"auto\", but {wanted.why_one})"
+    if value == "auto":
+        return f"{wanted.count} (\"auto\": one per core)"
+    return f"{wanted.count} ({'--workers' if asked is not None else 'server.workers'})"
+
+
+def describe(config: Config, counter: TokenCounter, prices: Prices, *, workers_asked: str | None = None) -> str:
     """What would run: upstreams, models and their routes with prices, teams, ledger, tokenizer."""
     lines: list[str] = []
     if config.source is not None:
@@ -37,6 +49,7 @@ def describe(config: Config, counter: TokenCounter, prices: Prices) -> str:
     lines.append(f"ledger:    {_without_password(config.ledger.url)}")
     auth = "none (anyone who can reach the port; local use only)" if config.server.auth == "none" else "team keys"
     lines.append(f"auth:      {auth}")
+    lines.append(f"workers:   {workers_line(config, workers_asked)}")
     if config.server.cors_origins:
         lines.append(f"cors:      browser apps from {', '.join(config.server.cors_origins)}")
     lines.append("upstreams:")

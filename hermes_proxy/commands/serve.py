@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace, config: Config, host: str, port: int, wanted:
     counter = load_token_counter(config.tokens, data_dir=default_data_dir())
     prices = resolve_prices(config)
     if worker is None:  # the workers of --workers N are quiet: their parent said all this once
-        print(describe(config, counter, prices), flush=True)
+        print(describe(config, counter, prices, workers_asked=args.workers), flush=True)
         for warning in warnings_for(config, prices):
             print(f"warning: {warning}", flush=True)
         notice = left_out_notice(config)
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace, config: Config, host: str, port: int, wanted:
         die_with_parent()
     app = create_app(config, counter=counter, prices=prices)
     loop = new_event_loop()
-    main = loop.create_task(_serve(app, config, host, port, worker=worker, why_one=wanted.why_one))
+    main = loop.create_task(_serve(app, config, host, port, worker=worker))
     try:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(main)
@@ -137,8 +137,7 @@ def listening_line(host: str, port: int, workers: int = 1) -> str:
     return f"hermes-proxy listening on http://{shown}:{port}/v1  ({processes}OpenAI base_url; Ctrl+C to stop)"
 
 
-async def _serve(app: web.Application, config: Config, host: str, port: int, *, worker: int | None = None,
-                 why_one: str | None = None) -> None:
+async def _serve(app: web.Application, config: Config, host: str, port: int, *, worker: int | None = None) -> None:
     runner = web.AppRunner(app, handle_signals=True, access_log=None,
                            shutdown_timeout=config.server.shutdown_timeout_s)
     await runner.setup()  # the cleanup contexts start here: ledger, rate limiter, gateway
@@ -155,8 +154,6 @@ async def _serve(app: web.Application, config: Config, host: str, port: int, *, 
             for line in await first_key_hint(app, config):
                 print(line, flush=True)
         print(READY if worker is not None else listening_line(host, bound), flush=True)
-        if why_one is not None:
-            print(f"one worker (workers = \"auto\"): {why_one}", flush=True)
         await asyncio.Event().wait()  # until SIGTERM/SIGINT cancels this task
     finally:
         await runner.cleanup()

@@ -43,7 +43,7 @@ START_TIMEOUT_S = 120.0
 @dataclass(frozen=True)
 class WorkerCount:
     count: int
-    #: why ``auto`` came to one process on a host with several cores (said once the port is bound)
+    #: why ``auto`` came to one process on a host with several cores (said in the start-up report and check-config)
     why_one: str | None = None
 
 
