@@ -62,6 +62,8 @@ def test_no_file_no_key_runs_the_demo_and_a_key_switches_to_the_real_upstream() 
     ({"teams": {"t": {"reasoning": "sometimes"}}}, "teams.t.reasoning"),
     ({"ledger": {"url": "mysql://x"}}, "ledger.url"),
     ({"rate_limits": {"url": "http://redis"}}, "rate_limits.url"),
+    ({"rate_limits": {"url": "sqlite:///"}}, "rate_limits.url"),
+    ({"rate_limits": {"url": "sqlite:///:memory:"}}, "rate_limits.url"),
     ({"server": {"cors_origins": ["https://app.example.com/"]}}, "server.cors_origins"),
     ({"server": {"allow_public_without_auth": "yes"}}, "server.allow_public_without_auth"),
     ({"server": {"auth": "none", "host": "0.0.0.0"}}, "server.auth"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hermes_proxy.ledger.sqlite.worker import _set_wal
+from hermes_proxy.ledger.sqlite.worker import set_wal
 
 
 def test_switching_a_fresh_file_to_wal_waits_for_another_connection_instead_of_failing(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_switching_a_fresh_file_to_wal_waits_for_another_connection_instead_of_f
     release = threading.Timer(0.2, lambda: other.execute("COMMIT"))
     release.start()
     started = time.monotonic()
-    _set_wal(mine, within_s=5)
+    set_wal(mine, within_s=5)
     assert mine.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert 0.15 < time.monotonic() - started < 5
     release.join()

@@ -24,6 +24,7 @@ from hermes_proxy.ratelimit import (
     RateLimiter,
     RateLimiterUnavailable,
     RedisRateLimiter,
+    SQLiteRateLimiter,
     Ticket,
     format_duration,
     open_rate_limiter,
@@ -49,9 +50,10 @@ def team(rpm: int | None = None, tpm: int | None = None, *, key_rpm: int | None 
     return TeamPolicy(name=name, rate_limits=rule, key_rate_limits=key_rule)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
-async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
-    """A factory of limiters sharing one state: in-process, the same instance; with Redis, new "replicas" on one prefix."""
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+async def make_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """A factory of limiters sharing one state: in-process, the same instance; with SQLite, new connections ("workers")
+    on one file; with Redis, new "replicas" on one prefix."""
     created: list[RateLimiter] = []
     if request.param == "memory":
         shared = InProcessRateLimiter()
@@ -59,6 +61,12 @@ async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Factory]
 
         def factory() -> RateLimiter:
             return shared
+    elif request.param == "sqlite":
+
+        def factory() -> RateLimiter:
+            limiter = SQLiteRateLimiter(f"sqlite:///{tmp_path / 'rate-limits.sqlite3'}")
+            created.append(limiter)
+            return limiter
     else:
         prefix = f"hermes-test:{uuid.uuid4().hex}:"
 

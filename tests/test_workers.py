@@ -163,3 +163,24 @@ def test_check_config_and_the_start_up_report_say_how_many_workers_and_why(tmp_p
     path.write_text(DEMO_CONFIG.format(server=""))  # memory://
     line = workers_line(load_config(str(path)))
     assert line == '1 ("auto": one per core)' if cores == 1 else line.startswith('1 ("auto", but the ledger is in memory')
+
+
+@pytest.mark.slow
+async def test_two_workers_share_rate_limits_in_a_sqlite_file(tmp_path: Path, serve: Any) -> None:
+    config = SHARED_LEDGER.format(server="", ledger=tmp_path / "ledger.sqlite3") + (
+        "rate_limits = { requests_per_minute = 7 }\n"
+        f'[rate_limits]\nurl = "sqlite:///{tmp_path / "rate-limits.sqlite3"}"\n')
+    (tmp_path / "limited.toml").write_text(config)
+    served: Served = await serve("--config", "limited.toml", "--port", "0")  # workers = "auto"
+    line = await served.line_matching(r"listening on http://127\.0\.0\.1:(\d+)/v1 (.*)")
+    port, cores = int(line.group(1)), len(os.sched_getaffinity(0))
+    assert (f"{cores} workers" in line.group(2)) == (cores > 1)
+    # a new connection per request: the kernel spreads them over the workers, which count in one file
+    statuses = []
+    for _ in range(12):
+        async with aiohttp.ClientSession() as session, session.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY) as response:
+            statuses.append(response.status)
+            if response.status == 429:
+                assert int(response.headers["retry-after"]) >= 1
+    assert statuses.count(200) == 7 and statuses.count(429) == 5

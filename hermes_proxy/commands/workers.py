@@ -73,7 +73,7 @@ def why_one_worker(config: Config) -> str | None:
     if limited and not config.rate_limits.url:
         teams = f"team {limited[0]} has" if len(limited) == 1 else f"teams {', '.join(limited)} have"
         return (f"{teams} rate limits, which without [rate_limits] url are counted per process (each worker would "
-                "allow the full rate); set [rate_limits] url = \"redis://...\"")
+                "allow the full rate); set [rate_limits] url = \"sqlite:///<file>\" (the workers of this host) or \"redis://...\"")
     return None
 
 

@@ -315,8 +315,11 @@ def read_rate_limits(t: Mapping[str, Any]) -> RateLimitsConfig:
     w = "rate_limits."
     read.no_unknown(t, w, {"url"})
     url = read.text(t, "url", w, None)
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(w + "url", f"must be a redis:// URL, got {url!r}")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://", "sqlite:///")):
+        raise ConfigError(w + "url", "must be a redis:// URL (shared by replicas) or a sqlite:/// file (shared by the "
+                                     f"workers of one host), got {url!r}")
+    if url in ("sqlite:///", "sqlite:///:memory:"):
+        raise ConfigError(w + "url", "a sqlite:/// URL needs a file path (the workers share the file)")
     return RateLimitsConfig(url=url)
 
 

@@ -42,6 +42,7 @@ from hermes_proxy.ratelimit.base import (
 from hermes_proxy.ratelimit.headers import format_duration
 from hermes_proxy.ratelimit.memory import InProcessRateLimiter
 from hermes_proxy.ratelimit.redis import RedisRateLimiter
+from hermes_proxy.ratelimit.sqlite import SQLiteRateLimiter
 
 __all__ = [
     "ALLOWED",
@@ -51,6 +52,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterUnavailable",
     "RedisRateLimiter",
+    "SQLiteRateLimiter",
     "Ticket",
     "format_duration",
     "open_rate_limiter",
@@ -58,7 +60,10 @@ __all__ = [
 
 
 def open_rate_limiter(config: RateLimitsConfig) -> RateLimiter:
-    """Redis-backed (shared across replicas) when ``[rate_limits] url`` is set, else in-process."""
+    """Redis-backed (shared across replicas) or in a SQLite file (shared by the workers of one host) when
+    ``[rate_limits] url`` says so, else in-process."""
+    if config.url and config.url.startswith("sqlite:///"):
+        return SQLiteRateLimiter(config.url)
     if config.url:
         return RedisRateLimiter(config.url)
     return InProcessRateLimiter()

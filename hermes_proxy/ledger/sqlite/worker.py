@@ -91,7 +91,7 @@ class SQLiteWorker:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             if not self.in_memory:
-                _set_wal(conn, self._busy_timeout_ms / 1000)
+                set_wal(conn, self._busy_timeout_ms / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("hermes_local_day", 2, local_day, deterministic=True)
             migrate(conn)
@@ -110,7 +110,7 @@ class SQLiteWorker:
             conn.close()
 
 
-def _set_wal(conn: sqlite3.Connection, within_s: float) -> None:
+def set_wal(conn: sqlite3.Connection, within_s: float) -> None:
     """Switch a new file to WAL. The switch needs the file to itself, and while another process is opening the same
     fresh file SQLite can answer "database is locked" at once, without waiting (seen with ``serve --workers 2``
     starting both workers on a new ledger). Retried until the busy timeout."""

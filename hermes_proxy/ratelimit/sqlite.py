@@ -1,0 +1,217 @@
+"""Rate limits in a SQLite file: exact sliding-window logs shared by every process on one host.
+
+For ``serve --workers N`` without Redis (``[rate_limits] url = "sqlite:///path"``): each admit is one ``BEGIN
+IMMEDIATE`` transaction, so processes sharing the file count every request exactly once. The file holds the last
+minute of entries only; it is not shared across hosts (use Redis for replicas on several machines). Times are the
+wall clock, the one clock processes share. The same decision as the in-process limiter (:mod:`.memory`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hermes_proxy.ledger.sqlite.worker import set_wal, write
+from hermes_proxy.ratelimit.base import (
+    ALLOWED,
+    WINDOW_S,
+    RateDecision,
+    RateLimiterUnavailable,
+    Ticket,
+    decide,
+)
+from hermes_proxy.ratelimit.scopes import Scope, ScopeState, scopes_for
+from policies.types import TeamPolicy
+
+log = logging.getLogger("hermes_proxy.ratelimit")
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 5000
+#: every this many admits, entries of every scope that left the window are deleted (a scope's own are at each admit)
+_SWEEP_EVERY = 4096
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS rl_requests (scope TEXT NOT NULL, at REAL NOT NULL, id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rl_requests_scope ON rl_requests (scope, at)",
+    "CREATE TABLE IF NOT EXISTS rl_tokens (scope TEXT NOT NULL, at REAL NOT NULL, tokens INTEGER NOT NULL, "
+    "id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rl_tokens_scope ON rl_tokens (scope, at)",
+)
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative`` or ``sqlite:////absolute`` -> the file."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _key(scope: Scope) -> str:
+    return "\x1f".join(scope.ident)
+
+
+class SQLiteRateLimiter:
+    def __init__(self, url: str, *, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time) -> None:
+        self.path = sqlite_path(url)
+        self._window = window_s
+        self._clock = clock
+        self._last_now = -math.inf
+        self._ops = 0
+        # ticket ids unique across the processes sharing the file
+        self._ids = (f"{os.getpid()}-{os.urandom(4).hex()}-{n}" for n in itertools.count(1))
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._start_lock = threading.Lock()
+
+    # --- the protocol ---------------------------------------------------------------------------------------------
+
+    async def admit(self, team: TeamPolicy, key_id: str | None, prompt_tokens: int, *,
+                    now: float | None = None) -> RateDecision:
+        scopes = scopes_for(team, key_id)
+        if not scopes:
+            return ALLOWED
+        states, ticket = await self._run(self._admit, scopes, max(0, prompt_tokens), now)
+        return decide(states, ticket)
+
+    async def record_completion(self, team: TeamPolicy, key_id: str | None, tokens: int, *,
+                                now: float | None = None) -> None:
+        if tokens <= 0:
+            return
+        scopes = [scope for scope in scopes_for(team, key_id) if scope.tpm is not None]
+        if scopes:
+            await self._run(self._record, scopes, now, tokens)
+
+    async def refund(self, team: TeamPolicy, key_id: str | None, ticket: Ticket) -> None:
+        scopes = scopes_for(team, key_id)
+        if not scopes:
+            return
+        try:
+            await self._run(self._refund, scopes, ticket)
+        except RateLimiterUnavailable as exc:  # a lost refund costs the client one slot for a minute
+            log.warning("rate limits: could not refund %s (%s)", ticket.id, exc)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
+        executor.shutdown(wait=True)
+
+    # --- on the worker thread -------------------------------------------------------------------------------------
+
+    def _admit(self, conn: sqlite3.Connection, scopes: list[Scope], tokens: int,
+               asked_now: float | None) -> tuple[list[ScopeState], Ticket | None]:
+        with write(conn):  # BEGIN IMMEDIATE: no other process counts in between
+            # the clock is read holding the write lock: every entry another process wrote is older
+            now = self._now(asked_now)
+            cutoff = now - self._window
+            ticket = Ticket(next(self._ids), now, tokens)
+            states = [self._state(conn, scope, now, cutoff) for scope in scopes]
+            admitted = not any(state.refusals for state in states)
+            if admitted:
+                for scope, state in zip(scopes, states, strict=True):
+                    if scope.rpm is not None:
+                        conn.execute("INSERT INTO rl_requests VALUES (?, ?, ?)", (_key(scope), now, ticket.id))
+                        state.requests += 1
+                        state.requests_reset_s = self._window
+                    if scope.tpm is not None and ticket.tokens > 0:
+                        conn.execute("INSERT INTO rl_tokens VALUES (?, ?, ?, ?)",
+                                     (_key(scope), now, ticket.tokens, ticket.id))
+                        state.tokens += ticket.tokens
+                        state.tokens_reset_s = self._window
+            self._ops += 1
+            if self._ops % _SWEEP_EVERY == 0:
+                conn.execute("DELETE FROM rl_requests WHERE at <= ?", (cutoff,))
+                conn.execute("DELETE FROM rl_tokens WHERE at <= ?", (cutoff,))
+        return states, ticket if admitted else None
+
+    def _state(self, conn: sqlite3.Connection, scope: Scope, now: float, cutoff: float) -> ScopeState:
+        """The scope's counters in the window, and what refuses (as :meth:`InProcessRateLimiter._check`)."""
+        key, window = _key(scope), self._window
+        conn.execute("DELETE FROM rl_requests WHERE scope = ? AND at <= ?", (key, cutoff))
+        conn.execute("DELETE FROM rl_tokens WHERE scope = ? AND at <= ?", (key, cutoff))
+        requests, last_request = conn.execute(
+            "SELECT COUNT(*), MAX(at) FROM rl_requests WHERE scope = ?", (key,)).fetchone()
+        tokens, last_tokens = conn.execute(
+            "SELECT COALESCE(SUM(tokens), 0), MAX(at) FROM rl_tokens WHERE scope = ?", (key,)).fetchone()
+        state = ScopeState(scope, requests=requests, tokens=tokens)
+        if last_request is not None:
+            state.requests_reset_s = last_request + window - now
+        if last_tokens is not None:
+            state.tokens_reset_s = last_tokens + window - now
+        rpm, tpm = scope.rpm, scope.tpm
+        if rpm is not None and requests + 1 > rpm:
+            # room appears when the entry at index (count - rpm) leaves the window
+            row = conn.execute("SELECT at FROM rl_requests WHERE scope = ? ORDER BY at LIMIT 1 OFFSET ?",
+                               (key, requests - rpm)).fetchone()
+            state.refusals.append(("requests", row[0] + window - now if row else window))
+        if tpm is not None and tokens >= tpm:
+            need, gone, wait = tokens - tpm + 1, 0, window
+            for at, count in conn.execute("SELECT at, tokens FROM rl_tokens WHERE scope = ? ORDER BY at", (key,)):
+                gone += count
+                if gone >= need:
+                    wait = at + window - now
+                    break
+            state.refusals.append(("tokens", wait))
+        return state
+
+    def _record(self, conn: sqlite3.Connection, scopes: list[Scope], asked_now: float | None, tokens: int) -> None:
+        with write(conn):
+            now = self._now(asked_now)
+            conn.executemany("INSERT INTO rl_tokens VALUES (?, ?, ?, '')",
+                             [(_key(scope), now, tokens) for scope in scopes])
+
+    def _refund(self, conn: sqlite3.Connection, scopes: list[Scope], ticket: Ticket) -> None:
+        with write(conn):
+            for scope in scopes:
+                conn.execute("DELETE FROM rl_requests WHERE scope = ? AND id = ?", (_key(scope), ticket.id))
+                conn.execute("DELETE FROM rl_tokens WHERE scope = ? AND id = ?", (_key(scope), ticket.id))
+
+    # --- plumbing -------------------------------------------------------------------------------------------------
+
+    def _now(self, now: float | None) -> float:
+        # on the worker thread only: never let this process's clock step backwards into the entries it wrote
+        value = self._clock() if now is None else now
+        if value < self._last_now:
+            value = self._last_now
+        self._last_now = value
+        return value
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._start_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-ratelimit")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, functools.partial(self._call, fn, *args))
+        except sqlite3.Error as exc:
+            raise RateLimiterUnavailable(f"rate limits in {self.path}: {exc}") from exc
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            set_wal(conn, BUSY_TIMEOUT_MS / 1000)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            for statement in SCHEMA:
+                conn.execute(statement)
+            self._conn = conn
+        return fn(self._conn, *args)
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
