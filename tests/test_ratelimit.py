@@ -643,3 +643,15 @@ def _copy_tree(src: Path, dst: Path) -> None:
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
+
+
+async def test_an_unusable_sqlite_file_fails_open_and_is_not_ready(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    limiter = SQLiteRateLimiter(f"sqlite:///{tmp_path / 'a-file' / 'rate-limits.sqlite3'}")
+    try:
+        decision = await limiter.admit(team(rpm=1), None, 10)
+        assert decision.allowed and decision.ticket is None
+        with pytest.raises(RateLimiterUnavailable):
+            await limiter.ping()
+    finally:
+        await limiter.close()

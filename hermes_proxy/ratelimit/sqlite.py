@@ -1,7 +1,9 @@
 """Rate limits in a SQLite file: exact sliding-window logs shared by every process on one host.
 
-For ``serve --workers N`` without Redis (``[rate_limits] url = "sqlite:///path"``): each admit is one ``BEGIN
-IMMEDIATE`` transaction, so processes sharing the file count every request exactly once. The file holds the last
+For ``serve --workers N`` without Redis (``[rate_limits] url = "sqlite:///path"``): the admits and completions that
+arrive together share one ``BEGIN IMMEDIATE`` transaction, so processes sharing the file count every request exactly
+once and take its lock once per batch, not once per request. An unusable file lets requests through (logged; budgets
+protect the money) and fails ``/readyz``, as Redis does. The file holds the last
 minute of entries only; it is not shared across hosts (use Redis for replicas on several machines). Times are the
 wall clock, the one clock processes share. The same decision as the in-process limiter (:mod:`.memory`).
 """
@@ -70,6 +72,8 @@ class SQLiteRateLimiter:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._start_lock = threading.Lock()
+        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Future[None] | None = None
 
     # --- the protocol ---------------------------------------------------------------------------------------------
 
@@ -78,7 +82,14 @@ class SQLiteRateLimiter:
         scopes = scopes_for(team, key_id)
         if not scopes:
             return ALLOWED
-        states, ticket = await self._run(self._admit, scopes, max(0, prompt_tokens), now)
+        done: asyncio.Future[tuple[list[ScopeState], Ticket | None]] = asyncio.get_running_loop().create_future()
+        self._pending.append(("admit", (scopes, max(0, prompt_tokens), now), done))
+        self._flush_soon()
+        try:
+            states, ticket = await done
+        except RateLimiterUnavailable as exc:  # as with Redis: budgets protect the money, rate limits fail open
+            log.warning("rate limits: admitting without them (%s)", exc)
+            return ALLOWED
         return decide(states, ticket)
 
     async def record_completion(self, team: TeamPolicy, key_id: str | None, tokens: int, *,
@@ -87,7 +98,13 @@ class SQLiteRateLimiter:
             return
         scopes = [scope for scope in scopes_for(team, key_id) if scope.tpm is not None]
         if scopes:
-            await self._run(self._record, scopes, now, tokens)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending.append(("record", (scopes, now, tokens), done))
+            self._flush_soon()
+            try:
+                await done
+            except RateLimiterUnavailable as exc:
+                log.warning("rate limits: could not count %d completion tokens (%s)", tokens, exc)
 
     async def refund(self, team: TeamPolicy, key_id: str | None, ticket: Ticket) -> None:
         scopes = scopes_for(team, key_id)
@@ -109,32 +126,65 @@ class SQLiteRateLimiter:
             await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
         executor.shutdown(wait=True)
 
+    # --- grouping: what arrives while a transaction runs goes into the next one ------------------------------------
+
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._run(self._batch, [(kind, args) for kind, args, _ in batch])
+            except Exception as exc:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
+
     # --- on the worker thread -------------------------------------------------------------------------------------
+
+    def _batch(self, conn: sqlite3.Connection, items: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """One transaction for the admits and completions that arrived together, in order: under contention between
+        processes one lock per batch, not per request."""
+        results: list[Any] = []
+        with write(conn):  # BEGIN IMMEDIATE: no other process counts in between
+            for kind, args in items:
+                if kind == "admit":
+                    results.append(self._admit(conn, *args))
+                else:
+                    self._record(conn, *args)
+                    results.append(None)
+        return results
 
     def _admit(self, conn: sqlite3.Connection, scopes: list[Scope], tokens: int,
                asked_now: float | None) -> tuple[list[ScopeState], Ticket | None]:
-        with write(conn):  # BEGIN IMMEDIATE: no other process counts in between
-            # the clock is read holding the write lock: every entry another process wrote is older
-            now = self._now(asked_now)
-            cutoff = now - self._window
-            ticket = Ticket(next(self._ids), now, tokens)
-            states = [self._state(conn, scope, now, cutoff) for scope in scopes]
-            admitted = not any(state.refusals for state in states)
-            if admitted:
-                for scope, state in zip(scopes, states, strict=True):
-                    if scope.rpm is not None:
-                        conn.execute("INSERT INTO rl_requests VALUES (?, ?, ?)", (_key(scope), now, ticket.id))
-                        state.requests += 1
-                        state.requests_reset_s = self._window
-                    if scope.tpm is not None and ticket.tokens > 0:
-                        conn.execute("INSERT INTO rl_tokens VALUES (?, ?, ?, ?)",
-                                     (_key(scope), now, ticket.tokens, ticket.id))
-                        state.tokens += ticket.tokens
-                        state.tokens_reset_s = self._window
-            self._ops += 1
-            if self._ops % _SWEEP_EVERY == 0:
-                conn.execute("DELETE FROM rl_requests WHERE at <= ?", (cutoff,))
-                conn.execute("DELETE FROM rl_tokens WHERE at <= ?", (cutoff,))
+        # inside the batch's transaction, so the clock is read holding the write lock: every entry another process
+        # wrote is older
+        now = self._now(asked_now)
+        cutoff = now - self._window
+        ticket = Ticket(next(self._ids), now, tokens)
+        states = [self._state(conn, scope, now, cutoff) for scope in scopes]
+        admitted = not any(state.refusals for state in states)
+        if admitted:
+            for scope, state in zip(scopes, states, strict=True):
+                if scope.rpm is not None:
+                    conn.execute("INSERT INTO rl_requests VALUES (?, ?, ?)", (_key(scope), now, ticket.id))
+                    state.requests += 1
+                    state.requests_reset_s = self._window
+                if scope.tpm is not None and ticket.tokens > 0:
+                    conn.execute("INSERT INTO rl_tokens VALUES (?, ?, ?, ?)",
+                                 (_key(scope), now, ticket.tokens, ticket.id))
+                    state.tokens += ticket.tokens
+                    state.tokens_reset_s = self._window
+        self._ops += 1
+        if self._ops % _SWEEP_EVERY == 0:
+            conn.execute("DELETE FROM rl_requests WHERE at <= ?", (cutoff,))
+            conn.execute("DELETE FROM rl_tokens WHERE at <= ?", (cutoff,))
         return states, ticket if admitted else None
 
     def _state(self, conn: sqlite3.Connection, scope: Scope, now: float, cutoff: float) -> ScopeState:
@@ -168,10 +218,9 @@ class SQLiteRateLimiter:
         return state
 
     def _record(self, conn: sqlite3.Connection, scopes: list[Scope], asked_now: float | None, tokens: int) -> None:
-        with write(conn):
-            now = self._now(asked_now)
-            conn.executemany("INSERT INTO rl_tokens VALUES (?, ?, ?, '')",
-                             [(_key(scope), now, tokens) for scope in scopes])
+        now = self._now(asked_now)
+        conn.executemany("INSERT INTO rl_tokens VALUES (?, ?, ?, '')",
+                         [(_key(scope), now, tokens) for scope in scopes])
 
     def _refund(self, conn: sqlite3.Connection, scopes: list[Scope], ticket: Ticket) -> None:
         with write(conn):
@@ -196,7 +245,7 @@ class SQLiteRateLimiter:
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, functools.partial(self._call, fn, *args))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise RateLimiterUnavailable(f"rate limits in {self.path}: {exc}") from exc
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
