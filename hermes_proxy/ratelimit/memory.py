@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import time
 from collections import deque
 from typing import Any
 
 from hermes_proxy.ratelimit.base import ALLOWED, WINDOW_S, RateDecision, Ticket, decide
-from hermes_proxy.ratelimit.scopes import Scope, ScopeState, scopes_for
+from hermes_proxy.ratelimit.scopes import ForwardClock, Scope, ScopeState, scopes_for, window_state
 from policies.types import TeamPolicy
 
 _SWEEP_EVERY = 4096
@@ -65,12 +64,11 @@ class InProcessRateLimiter:
 
     def __init__(self, *, window_s: float = WINDOW_S, clock: Any = time.monotonic) -> None:
         self._window = window_s
-        self._clock = clock
+        self._now = ForwardClock(clock)
         self._logs: dict[tuple[str, ...], _Log] = {}
         # admit never awaits, so it is atomic on the event loop; the lock covers callers on other threads too
         self._lock = threading.Lock()
         self._ops = 0
-        self._last_now = -math.inf
         self._ids = itertools.count(1)
 
     async def admit(self, team: TeamPolicy, key_id: str | None, prompt_tokens: int, *,
@@ -86,16 +84,13 @@ class InProcessRateLimiter:
             ticket = None
             if not any(state.refusals for state in states):
                 ticket = Ticket(str(next(self._ids)), now, max(0, prompt_tokens))
-                for scope, entry, state in zip(scopes, logs, states, strict=True):
-                    if scope.rpm is not None:
+                for entry, state in zip(logs, states, strict=True):
+                    logs_request, logs_tokens = state.count(ticket.tokens, self._window)
+                    if logs_request:
                         entry.requests.append((now, ticket.id))
-                        state.requests += 1
-                        state.requests_reset_s = self._window
-                    if scope.tpm is not None and prompt_tokens > 0:
-                        entry.tokens.append((now, prompt_tokens, ticket.id))
-                        entry.token_sum += prompt_tokens
-                        state.tokens += prompt_tokens
-                        state.tokens_reset_s = self._window
+                    if logs_tokens:
+                        entry.tokens.append((now, ticket.tokens, ticket.id))
+                        entry.token_sum += ticket.tokens
             self._maybe_sweep(cutoff)
         return decide(states, ticket)
 
@@ -128,14 +123,6 @@ class InProcessRateLimiter:
     async def close(self) -> None:
         self._logs.clear()
 
-    def _now(self, now: float | None) -> float:
-        # the logs are ordered by time: never let a caller's clock step backwards into them
-        value = self._clock() if now is None else now
-        if value < self._last_now:
-            value = self._last_now
-        self._last_now = value
-        return value
-
     def _log(self, scope: Scope, cutoff: float) -> _Log:
         entry = self._logs.get(scope.ident)
         if entry is None:
@@ -145,28 +132,12 @@ class InProcessRateLimiter:
         return entry
 
     def _check(self, scope: Scope, entry: _Log, now: float) -> ScopeState:
-        window = self._window
-        state = ScopeState(scope, requests=len(entry.requests), tokens=entry.token_sum)
-        if entry.requests:
-            state.requests_reset_s = entry.requests[-1][0] + window - now
-        if entry.tokens:
-            state.tokens_reset_s = entry.tokens[-1][0] + window - now
-        rpm, tpm = scope.rpm, scope.tpm
-        if rpm is not None and state.requests + 1 > rpm:
-            # room appears when the entry at index (count - rpm) leaves the window
-            index = state.requests - rpm
-            wait = entry.requests[index][0] + window - now if 0 <= index < state.requests else window
-            state.refusals.append(("requests", wait))
-        if tpm is not None and state.tokens >= tpm:
-            need = state.tokens - tpm + 1  # tokens that must leave before the sum is under the limit
-            wait, gone = window, 0
-            for ts, count, _ in entry.tokens:
-                gone += count
-                if gone >= need:
-                    wait = ts + window - now
-                    break
-            state.refusals.append(("tokens", wait))
-        return state
+        requests, tokens = entry.requests, entry.tokens
+        return window_state(scope, now, self._window, requests=len(requests),
+                            last_request=requests[-1][0] if requests else None, tokens=entry.token_sum,
+                            last_tokens=tokens[-1][0] if tokens else None,
+                            request_at=lambda index: requests[index][0],
+                            token_log=lambda: ((at, count) for at, count, _ in tokens))
 
     def _maybe_sweep(self, cutoff: float) -> None:
         self._ops += 1

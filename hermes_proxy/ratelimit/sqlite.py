@@ -3,9 +3,9 @@
 For ``serve --workers N`` without Redis (``[rate_limits] url = "sqlite:///path"``): the admits and completions that
 arrive together share one ``BEGIN IMMEDIATE`` transaction, so processes sharing the file count every request exactly
 once and take its lock once per batch, not once per request. An unusable file lets requests through (logged; budgets
-protect the money) and fails ``/readyz``, as Redis does. The file holds the last
-minute of entries only; it is not shared across hosts (use Redis for replicas on several machines). Times are the
-wall clock, the one clock processes share. The same decision as the in-process limiter (:mod:`.memory`).
+protect the money) and fails ``/readyz``, as Redis does. The file holds the last minute of entries only; it is not
+shared across hosts (use Redis for replicas on several machines). Times are the wall clock, the one clock processes
+share. The decision is the in-process limiter's (:func:`.scopes.window_state`).
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ import contextlib
 import functools
 import itertools
 import logging
-import math
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hermes_proxy.ledger import sqlite_path
 from hermes_proxy.ledger.sqlite.worker import set_wal, write
 from hermes_proxy.ratelimit.base import (
     ALLOWED,
@@ -34,7 +33,7 @@ from hermes_proxy.ratelimit.base import (
     Ticket,
     decide,
 )
-from hermes_proxy.ratelimit.scopes import Scope, ScopeState, scopes_for
+from hermes_proxy.ratelimit.scopes import ForwardClock, Scope, ScopeState, scopes_for, window_state
 from policies.types import TeamPolicy
 
 log = logging.getLogger("hermes_proxy.ratelimit")
@@ -51,27 +50,21 @@ SCHEMA = (
 )
 
 
-def sqlite_path(url: str) -> Path:
-    """``sqlite:///relative`` or ``sqlite:////absolute`` -> the file."""
-    return Path(url.removeprefix("sqlite:///"))
-
-
 def _key(scope: Scope) -> str:
     return "\x1f".join(scope.ident)
 
 
 class SQLiteRateLimiter:
     def __init__(self, url: str, *, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time) -> None:
-        self.path = sqlite_path(url)
+        self.path = Path(sqlite_path(url))
         self._window = window_s
-        self._clock = clock
-        self._last_now = -math.inf
+        #: read on the worker thread only, inside a transaction
+        self._now = ForwardClock(clock)
         self._ops = 0
         # ticket ids unique across the processes sharing the file
         self._ids = (f"{os.getpid()}-{os.urandom(4).hex()}-{n}" for n in itertools.count(1))
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-ratelimit")  # no thread yet
         self._conn: sqlite3.Connection | None = None
-        self._start_lock = threading.Lock()
         self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Future[None] | None = None
 
@@ -119,12 +112,9 @@ class SQLiteRateLimiter:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
         with contextlib.suppress(Exception):
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
-        executor.shutdown(wait=True)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
+        self._executor.shutdown(wait=True)
 
     # --- grouping: what arrives while a transaction runs goes into the next one ------------------------------------
 
@@ -172,15 +162,12 @@ class SQLiteRateLimiter:
         admitted = not any(state.refusals for state in states)
         if admitted:
             for scope, state in zip(scopes, states, strict=True):
-                if scope.rpm is not None:
+                logs_request, logs_tokens = state.count(ticket.tokens, self._window)
+                if logs_request:
                     conn.execute("INSERT INTO rl_requests VALUES (?, ?, ?)", (_key(scope), now, ticket.id))
-                    state.requests += 1
-                    state.requests_reset_s = self._window
-                if scope.tpm is not None and ticket.tokens > 0:
+                if logs_tokens:
                     conn.execute("INSERT INTO rl_tokens VALUES (?, ?, ?, ?)",
                                  (_key(scope), now, ticket.tokens, ticket.id))
-                    state.tokens += ticket.tokens
-                    state.tokens_reset_s = self._window
         self._ops += 1
         if self._ops % _SWEEP_EVERY == 0:
             conn.execute("DELETE FROM rl_requests WHERE at <= ?", (cutoff,))
@@ -188,34 +175,24 @@ class SQLiteRateLimiter:
         return states, ticket if admitted else None
 
     def _state(self, conn: sqlite3.Connection, scope: Scope, now: float, cutoff: float) -> ScopeState:
-        """The scope's counters in the window, and what refuses (as :meth:`InProcessRateLimiter._check`)."""
-        key, window = _key(scope), self._window
+        """The scope's entries that left the window deleted, then its counters and what refuses."""
+        key = _key(scope)
         conn.execute("DELETE FROM rl_requests WHERE scope = ? AND at <= ?", (key, cutoff))
         conn.execute("DELETE FROM rl_tokens WHERE scope = ? AND at <= ?", (key, cutoff))
         requests, last_request = conn.execute(
             "SELECT COUNT(*), MAX(at) FROM rl_requests WHERE scope = ?", (key,)).fetchone()
         tokens, last_tokens = conn.execute(
             "SELECT COALESCE(SUM(tokens), 0), MAX(at) FROM rl_tokens WHERE scope = ?", (key,)).fetchone()
-        state = ScopeState(scope, requests=requests, tokens=tokens)
-        if last_request is not None:
-            state.requests_reset_s = last_request + window - now
-        if last_tokens is not None:
-            state.tokens_reset_s = last_tokens + window - now
-        rpm, tpm = scope.rpm, scope.tpm
-        if rpm is not None and requests + 1 > rpm:
-            # room appears when the entry at index (count - rpm) leaves the window
+
+        def request_at(index: int) -> float | None:
             row = conn.execute("SELECT at FROM rl_requests WHERE scope = ? ORDER BY at LIMIT 1 OFFSET ?",
-                               (key, requests - rpm)).fetchone()
-            state.refusals.append(("requests", row[0] + window - now if row else window))
-        if tpm is not None and tokens >= tpm:
-            need, gone, wait = tokens - tpm + 1, 0, window
-            for at, count in conn.execute("SELECT at, tokens FROM rl_tokens WHERE scope = ? ORDER BY at", (key,)):
-                gone += count
-                if gone >= need:
-                    wait = at + window - now
-                    break
-            state.refusals.append(("tokens", wait))
-        return state
+                               (key, index)).fetchone()
+            return None if row is None else float(row[0])
+
+        return window_state(scope, now, self._window, requests=requests, last_request=last_request, tokens=tokens,
+                            last_tokens=last_tokens, request_at=request_at,
+                            token_log=lambda: conn.execute(
+                                "SELECT at, tokens FROM rl_tokens WHERE scope = ? ORDER BY at", (key,)))
 
     def _record(self, conn: sqlite3.Connection, scopes: list[Scope], asked_now: float | None, tokens: int) -> None:
         now = self._now(asked_now)
@@ -230,22 +207,11 @@ class SQLiteRateLimiter:
 
     # --- plumbing -------------------------------------------------------------------------------------------------
 
-    def _now(self, now: float | None) -> float:
-        # on the worker thread only: never let this process's clock step backwards into the entries it wrote
-        value = self._clock() if now is None else now
-        if value < self._last_now:
-            value = self._last_now
-        self._last_now = value
-        return value
-
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._start_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-ratelimit")
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, functools.partial(self._call, fn, *args))
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, RuntimeError) as exc:  # RuntimeError: used after close
             raise RateLimiterUnavailable(f"rate limits in {self.path}: {exc}") from exc
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
