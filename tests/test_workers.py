@@ -135,7 +135,7 @@ def test_auto_is_the_default_and_one_worker_where_several_would_not_share_the_le
     one = workers_wanted(None, load_config(str(path)))
     assert one.count == 1 and (cores == 1 or "the ledger is in memory" in (one.why_one or ""))
     path.write_text(DEMO_CONFIG.format(server="").replace("memory://", f"sqlite:///{tmp_path / 'l.sqlite3'}"))
-    assert workers_wanted(None, load_config(str(path))) == WorkerCount(cores)
+    assert workers_wanted(None, load_config(str(path))) == WorkerCount(cores, "auto")
     path.write_text(DEMO_CONFIG.format(server="workers = 1").replace("memory://", f"sqlite:///{tmp_path / 'l.sqlite3'}"))
     assert workers_wanted(None, load_config(str(path))) == WorkerCount(1)
 

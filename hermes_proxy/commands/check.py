@@ -28,12 +28,10 @@ BUILT_IN_DEFAULTS = ("hermes-4-405b and hermes-4-70b on Nous Portal and/or OpenR
 def workers_line(config: Config, asked: str | None = None) -> str:
     """How many processes ``serve`` runs (``asked``: its ``--workers``), and why."""
     wanted = workers_wanted(asked, config)
-    value = asked if asked is not None else str(config.server.workers)
     if wanted.why_one is not None:
         return f"1 (\"auto\", but {wanted.why_one})"
-    if value == "auto":
-        return f"{wanted.count} (\"auto\": one per core)"
-    return f"{wanted.count} ({'--workers' if asked is not None else 'server.workers'})"
+    why = '"auto": one per core' if wanted.source == "auto" else wanted.source
+    return f"{wanted.count} ({why})"
 
 
 def describe(config: Config, counter: TokenCounter, prices: Prices, *, workers_asked: str | None = None) -> str:

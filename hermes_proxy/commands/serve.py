@@ -21,7 +21,6 @@ from hermes_proxy.appkeys import LEDGER
 from hermes_proxy.commands.check import describe, left_out_notice, warnings_for
 from hermes_proxy.commands.workers import (
     READY,
-    WorkerCount,
     die_with_parent,
     refuse_unsafe,
     reserve_port,
@@ -79,18 +78,16 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     check_exposure(config.server, host, "--host" if args.host else "server.host")
-    worker = args.worker
-    wanted = WorkerCount(1) if worker is not None else workers_wanted(args.workers, config)
-    workers = wanted.count
+    workers = 1 if args.worker is not None else workers_wanted(args.workers, config).count
     refuse_unsafe(config, workers)
     with configure_logging(config):
-        return _run(args, config, host, port, wanted)
+        return _run(args, config, host, port, workers)
 
 
-def _run(args: argparse.Namespace, config: Config, host: str, port: int, wanted: WorkerCount) -> int:
+def _run(args: argparse.Namespace, config: Config, host: str, port: int, workers: int) -> int:
     from hermes_proxy.app import create_app
 
-    worker, workers = args.worker, wanted.count
+    worker = args.worker
     counter = load_token_counter(config.tokens, data_dir=default_data_dir())
     prices = resolve_prices(config)
     if worker is None:  # the workers of --workers N are quiet: their parent said all this once

@@ -7,9 +7,9 @@ closes), SIGHUP too (each reloads the config), and a worker that dies unexpected
 spreads new connections over the workers' sockets.
 
 What the workers share is what replicas share: the ledger (a SQLite file or PostgreSQL: budgets are held across
-processes exactly as across hosts), the rate limits (Redis: ``[rate_limits] url``; in-process limits would be per
-worker, so several workers without Redis are refused), the response cache and the alert outbox (in the ledger's
-database). ``/metrics`` is aggregated over the workers (prometheus_client's multiprocess mode, in a directory the
+processes exactly as across hosts), the rate limits (``[rate_limits] url``: a SQLite file, or Redis; in-process
+limits would be per worker, so several workers without one are refused), the response cache and the alert outbox (in
+the ledger's database). ``/metrics`` is aggregated over the workers (prometheus_client's multiprocess mode, in a directory the
 parent owns): a scrape reaching any worker sees the totals.
 
 Workers get SIGTERM if the parent dies (Linux ``PR_SET_PDEATHSIG``), so none is left behind.
@@ -43,6 +43,8 @@ START_TIMEOUT_S = 120.0
 @dataclass(frozen=True)
 class WorkerCount:
     count: int
+    #: what set it: ``"auto"``, ``"--workers"`` or ``"server.workers"``
+    source: str = "server.workers"
     #: why ``auto`` came to one process on a host with several cores (said in the start-up report and check-config)
     why_one: str | None = None
 
@@ -54,14 +56,14 @@ def workers_wanted(asked: str | None, config: Config) -> WorkerCount:
     if value == "auto":  # as many as there are cores, where several are safe; else one, and why
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         reason = why_one_worker(config) if cores > 1 else None
-        return WorkerCount(1, reason) if reason is not None else WorkerCount(max(1, cores))
+        return WorkerCount(1 if reason is not None else max(1, cores), "auto", reason)
     try:
         count = int(value)
     except ValueError:
         raise HermesError(f"--workers must be a number or 'auto', got {value!r}") from None
     if not 1 <= count <= 256:
         raise HermesError(f"--workers must be between 1 and 256, got {count}")
-    return WorkerCount(count)
+    return WorkerCount(count, "--workers" if asked is not None else "server.workers")
 
 
 def why_one_worker(config: Config) -> str | None:
@@ -73,7 +75,8 @@ def why_one_worker(config: Config) -> str | None:
     if limited and not config.rate_limits.url:
         teams = f"team {limited[0]} has" if len(limited) == 1 else f"teams {', '.join(limited)} have"
         return (f"{teams} rate limits, which without [rate_limits] url are counted per process (each worker would "
-                "allow the full rate); set [rate_limits] url = \"sqlite:///<file>\" (the workers of this host) or \"redis://...\"")
+                "allow the full rate); set [rate_limits] url = \"sqlite:///<file>\" (the workers of this host) or "
+                "\"redis://...\"")
     return None
 
 
