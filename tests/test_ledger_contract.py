@@ -615,6 +615,30 @@ async def test_checkpoint_extends_and_an_expired_hold_is_billed_from_its_last_pr
     assert audit["holds"][0] == 1  # the new one only
 
 
+async def test_a_burst_after_an_expired_hold_bills_it_once_and_every_admission_counts_it(backend: Backend) -> None:
+    # the admissions of a burst are decided in one batch (one transaction): the expired hold is billed once, before
+    # any of them is measured, and each sees the others' holds
+    clock = Clock(T0)
+    ledger = await backend.open(clock=clock, ttl=60)
+    policy = team("research", BudgetRule("daily", D("2")))
+    await ledger.reserve(policy, None, D("1"), info=info("req_crashed"), progress=Progress(10, 5, 0, D("0.25")))
+    clock.advance(seconds=61)
+    results = await asyncio.gather(*(ledger.reserve(policy, None, D("0.5")) for _ in range(5)),
+                                   return_exceptions=True)
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    # $2 - $0.25 billed leaves room for three holds of $0.50, not four
+    assert len(admitted) == 3 and len(refused) == 2 and all(isinstance(e, BudgetExceeded) for e in refused)
+    rows = await ledger.requests()
+    assert [(r.request_id, r.status, r.cost_usd) for r in rows] == [("req_crashed", "expired", D("0.25"))]
+    (status,) = await ledger.budget_status(policy)
+    assert (status.spent_usd, status.reserved_usd) == (D("0.25"), D("1.5"))
+    assert max(a.budgets[0].reserved_usd for a in admitted) == D("1.5")
+    assert all(a.budgets[0].spent_usd == D("0.25") for a in admitted)
+    audit = await consistent(ledger)
+    assert audit["holds"][0] == 3
+
+
 async def test_expired_holds_billed_by_the_purge_unknown_cost_stays_unknown(backend: Backend) -> None:
     clock = Clock(T0)
     ledger = await backend.open(clock=clock, ttl=60)
