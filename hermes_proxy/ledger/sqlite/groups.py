@@ -1,7 +1,8 @@
-"""Group admission and group commit: concurrent reservations and settles share one transaction and one thread hop.
+"""Group admission and group commit: concurrent reservations and settles share one transaction.
 
-Work that arrives while a batch runs on the worker thread waits for the next batch; every caller still gets its own
-result (or error), and a settle returns only after its own row is committed.
+Work that arrives in the same turn of the event loop, or while a batch waits on the worker thread, is decided in the
+next batch; every caller still gets its own result (or error), and a settle returns only after its own row is
+committed.
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ from hermes_proxy.ledger.queries import PURGE_EVERY
 from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord
 from hermes_proxy.ledger.spans import Span
 from hermes_proxy.ledger.sqlite.statements import reserve_batch, settle_batch
+from hermes_proxy.ledger.sqlite.worker import SQLiteWorker
 from policies.types import TeamPolicy
 
-#: runs ``fn(conn, *args)`` on the worker thread (:meth:`SQLiteWorker.run`)
+#: runs ``fn(conn, *args)`` on the connection (:meth:`SQLiteWorker.run_here`)
 Runner = Callable[..., Awaitable[Any]]
 
 
 class GroupAdmission:
     """Reservations waiting while a batch runs are decided in the next transaction, one after the other in arrival
     order, each seeing the holds of those before it (and its team's expired holds billed). Same decisions as one
-    transaction each (the write lock is held throughout), at one commit and one thread hop per batch. Every team's
-    expired holds are billed every PURGE_EVERY, in the same transaction."""
+    transaction each (the write lock is held throughout), at one commit per batch. Every team's expired holds are
+    billed every PURGE_EVERY, in the same transaction, on the worker thread (how many there are has no bound)."""
 
-    def __init__(self, run: Runner, release: Callable[[Hold], Awaitable[None]]) -> None:
-        self._run = run
+    def __init__(self, worker: SQLiteWorker, release: Callable[[Hold], Awaitable[None]]) -> None:
+        self._worker = worker
         self._release = release
         self._pending: list[tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...], tuple[str, ...],
                                   asyncio.Future[Admission]]] = []
@@ -60,7 +62,8 @@ class GroupAdmission:
             if purge:
                 self._next_purge = moment + PURGE_EVERY
             try:
-                results = await self._run(reserve_batch, [item[:6] for item in batch], purge)
+                run = self._worker.run if purge else self._worker.run_here
+                results = await run(reserve_batch, [item[:6] for item in batch], purge)
             except asyncio.CancelledError as exc:
                 for item in batch + self._pending:
                     resolve(item[6], exc)
@@ -73,7 +76,7 @@ class GroupAdmission:
 
 
 def group_commit(run: Runner, clock: Clock) -> GroupCommit:
-    """Settles grouped into one transaction on the database thread (see :class:`~hermes_proxy.ledger.batching.GroupCommit`)."""
+    """Settles grouped into one transaction (see :class:`~hermes_proxy.ledger.batching.GroupCommit`)."""
 
     async def write_batch(items: list[Settle]) -> None:
         await run(settle_batch, items, clock())

@@ -41,8 +41,8 @@ class SQLiteLedger(LedgerBackend):
         super().__init__(reservation_ttl_s=reservation_ttl_s, clock=clock)
         self.path = str(path)
         self._worker = SQLiteWorker(self.path, busy_timeout_ms=busy_timeout_ms, clock=self._clock)
-        self._admissions = GroupAdmission(self._worker.run, self.release)
-        self._settles = group_commit(self._worker.run, self._clock)
+        self._admissions = GroupAdmission(self._worker, self.release)
+        self._settles = group_commit(self._worker.run_here, self._clock)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({self.path!r})"
@@ -72,13 +72,13 @@ class SQLiteLedger(LedgerBackend):
         return await self._admissions.reserve(policy, key, hold, moment, spans, price_keys)
 
     async def _checkpoint(self, hold_id: str, progress: Progress, expires_at: datetime) -> bool:
-        return await self._worker.run(statements.checkpoint, hold_id, progress, expires_at)
+        return await self._worker.run_here(statements.checkpoint, hold_id, progress, expires_at)
 
     async def _learn_price(self, price_key: str, factor: Decimal, now: datetime) -> Decimal:
-        return await self._worker.run(statements.learn_price, price_key, factor, now)
+        return await self._worker.run_here(statements.learn_price, price_key, factor, now)
 
     async def price_factors(self) -> dict[str, Decimal]:
-        return await self._worker.run(statements.price_factors)
+        return await self._worker.run_here(statements.price_factors)
 
     async def settle(self, hold: Hold, record: RequestRecord) -> None:
         """Record the request and drop its hold, durably, before returning (grouped with concurrent settles)."""
@@ -87,12 +87,12 @@ class SQLiteLedger(LedgerBackend):
         await self._settles.settle(hold, record, cost)
 
     async def release(self, hold: Hold) -> None:
-        await self._worker.run(execute, DELETE_HOLD, (hold.id,))
+        await self._worker.run_here(execute, DELETE_HOLD, (hold.id,))
 
     async def _measure(
         self, team: str, spans: tuple[Span, ...], key: KeyRecord | None, now: datetime
     ) -> tuple[list[Decimal], Decimal, KeyState | None]:
-        return await self._worker.run(statements.measure, team, spans, key, now)
+        return await self._worker.run_here(statements.measure, team, spans, key, now)
 
     # --- keys --------------------------------------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ class SQLiteLedger(LedgerBackend):
         await self._worker.run(statements.insert_key, record, key_hash)
 
     async def _key_by_hash(self, key_hash: str) -> Sequence[Any] | None:
-        return await self._worker.run(lambda conn: execute(conn, KEY_BY_HASH, (key_hash,)).fetchone())
+        return await self._worker.run_here(lambda conn: execute(conn, KEY_BY_HASH, (key_hash,)).fetchone())
 
     async def list_keys(self, team: str | None = None) -> list[KeyRecord]:
         sql, params = list_keys_query(team)

@@ -1,20 +1,34 @@
-"""The SQLite connection and the one worker thread that owns it; transactions and migrations on it.
+"""The SQLite connection, the worker thread beside it, and transactions and migrations on it.
 
-``sqlite3`` blocks, so one dedicated worker thread owns the one connection and every operation is a single hop to it:
-the event loop never blocks, and operations of one process are serialized by that thread. Writes run in
-``BEGIN IMMEDIATE`` transactions (:func:`write`), which take SQLite's write lock up front, so a read-check-insert is
-atomic across processes sharing the file as well. WAL journal with ``synchronous=NORMAL``.
+Writes run in ``BEGIN IMMEDIATE`` transactions (:func:`write`), which take SQLite's write lock up front, so a
+read-check-insert is atomic across processes sharing the file as well. WAL journal with ``synchronous=NORMAL``: a
+commit appends to the WAL without waiting for the disk, and the WAL is copied back into the file (a checkpoint, which
+does wait for the disk) on a second connection on the worker thread, never on the event loop.
+
+Two ways to run an operation on the one connection:
+
+- :meth:`SQLiteWorker.run_here`, for the request path's small indexed transactions (an admission, a settle): on the
+  event loop itself, with no busy handler, when the connection is idle. A transaction of the request path takes
+  0.1-0.2 ms; a hop to a thread and back costs more than that (timed in bench/RESULTS.md). When another process holds
+  the write lock, SQLite answers "busy" at once, before anything is written, and the operation is handed to the thread,
+  which waits for the lock (up to the busy timeout) without blocking the loop.
+- :meth:`SQLiteWorker.run`, for everything whose size is not bounded (reports, the dashboard, purges, stores beside
+  the ledger): on the worker thread.
+
+An operation runs on the loop only when none is pending on the thread, so the connection is used by one thread at a
+time and operations still run in the order they were asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -27,10 +41,16 @@ from hermes_proxy.ledger.sqlite.billing import bill_expired
 from policies.budget import now_utc
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: operations between two checkpoints of the WAL (SQLite's own default checkpoints every 1,000 pages: 100 to 300 of
+#: our commits, by how many requests each groups)
+CHECKPOINT_EVERY = 512
 
 
 class SQLiteWorker:
-    """One connection to ``path``, owned by one thread; :meth:`run` calls ``fn(conn, *args)`` there."""
+    """One connection to ``path``: :meth:`run_here` calls ``fn(conn, *args)`` on the event loop when it can take the
+    write lock at once, :meth:`run` on the worker thread."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int, clock: Clock) -> None:
         self.path = path
@@ -38,6 +58,11 @@ class SQLiteWorker:
         self._clock = clock
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None  # used on the worker thread only
+        self._on_thread = 0  # operations handed to the thread and not finished there; the loop only adds to it
+        self._on_thread_lock = threading.Lock()
+        self._since_checkpoint = 0
+        self._checkpoints: asyncio.Future[None] | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -54,6 +79,9 @@ class SQLiteWorker:
             raise
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoints
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -67,16 +95,83 @@ class SQLiteWorker:
         executor = self._executor
         if executor is None:
             raise LedgerUnavailable("the ledger is not started")
-        loop = asyncio.get_running_loop()
+        with self._on_thread_lock:
+            self._on_thread += 1
         try:
-            return await loop.run_in_executor(executor, functools.partial(self._call, fn, *args))
+            job = executor.submit(self._call, fn, *args)
+        except BaseException:
+            self._thread_done(None)
+            raise
+        job.add_done_callback(self._thread_done)  # also when cancelled before it ran
+        self._count_operation()
+        try:
+            return await asyncio.wrap_future(job)
         except sqlite3.Error as exc:
             raise LedgerUnavailable(f"SQLite ledger {self.path}: {exc}") from exc
 
+    async def run_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` on the event loop when nothing is pending on the thread, else (and when another
+        process holds the write lock) on the thread. ``fn`` must be one short transaction: it runs with no busy
+        handler, and it is run again on the thread after SQLite answered busy (which rolled it back)."""
+        conn = self._conn
+        if conn is None or self._on_thread or self._executor is None:
+            return await self.run(fn, *args)
+        try:
+            result = fn(conn, *args)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise LedgerUnavailable(f"SQLite ledger {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"SQLite ledger {self.path}: {exc}") from exc
+        else:
+            self._count_operation()
+            return result
+        return await self.run(fn, *args)
+
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             raise LedgerUnavailable("the ledger is closed")
-        return fn(self._conn, *args)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")  # the thread may wait for the lock
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def _thread_done(self, _: Future[Any] | None) -> None:
+        with self._on_thread_lock:
+            self._on_thread -= 1
+
+    def _count_operation(self) -> None:
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpoints is None and not self.in_memory:
+            self._since_checkpoint = 0
+            self._checkpoints = asyncio.ensure_future(self._checkpoint())
+            self._checkpoints.add_done_callback(self._checkpoint_done)
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL back into the file, which waits for the disk, on the thread. The connection the loop uses has
+        automatic checkpoints off (one would run on the loop after a commit). First on a second connection, beside the
+        loop's writes: that copies most frames. Then on the connection itself, the thread having it to itself (requests
+        wait for it there) while it copies the frames written meanwhile, so that the next write starts the WAL over
+        instead of growing it."""
+        executor = self._executor
+        if executor is None:
+            return
+        await asyncio.wrap_future(executor.submit(self._checkpoint_beside))
+        await self.run(checkpoint_wal)
+
+    def _checkpoint_beside(self) -> None:
+        if self._conn is None:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        checkpoint_wal(self._checkpointer)
+
+    def _checkpoint_done(self, done: asyncio.Future[None]) -> None:
+        self._checkpoints = None
+        if not done.cancelled() and done.exception() is not None:  # the next checkpoint tries again
+            log.warning("checkpoint of the SQLite ledger %s failed: %s", self.path, done.exception())
 
     def _open(self) -> None:
         if not self.in_memory:
@@ -85,16 +180,20 @@ class SQLiteWorker:
             except OSError as exc:
                 raise LedgerUnavailable(f"cannot create the directory of the SQLite ledger {self.path}: {exc}") from None
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000,
+                                   check_same_thread=False)  # used on the loop and on the thread, one at a time
         except sqlite3.Error as exc:
             raise LedgerUnavailable(f"cannot open the SQLite ledger {self.path}: {exc}") from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             if not self.in_memory:
                 set_wal(conn, self._busy_timeout_ms / 1000)
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("hermes_local_day", 2, local_day, deterministic=True)
             migrate(conn)
+            purge_expired_holds(conn, to_micros(self._clock()))
+            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             conn.close()
             raise LedgerUnavailable(f"cannot use the SQLite ledger {self.path}: {exc}") from None
@@ -102,12 +201,23 @@ class SQLiteWorker:
             conn.close()
             raise
         self._conn = conn
-        purge_expired_holds(conn, to_micros(self._clock()))
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         if conn is not None:
-            conn.close()
+            conn.close()  # the last connection to close checkpoints the WAL and removes it
+
+
+def checkpoint_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # waits for no reader or writer
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLite answered busy (another connection holds the lock it needs), not a real failure."""
+    return (exc.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def set_wal(conn: sqlite3.Connection, within_s: float) -> None:
