@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from decimal import Decimal
@@ -27,7 +26,7 @@ from hermes_proxy.errors import (
 from hermes_proxy.json_body import parse_json_body
 from hermes_proxy.ledger.base import usd_text
 from hermes_proxy.pipeline import ChatCall, Outcome, Piece
-from hermes_proxy.sse import DONE, KEEPALIVE, encode_event
+from hermes_proxy.sse import DONE, KEEPALIVE, encode_event, encode_json
 from hermes_proxy.tools.structured import strip_fence
 
 log = logging.getLogger("hermes_proxy")
@@ -128,9 +127,9 @@ def call_headers(call: ChatCall) -> dict[str, str]:
 def _chunk_prefix(call: ChatCall) -> bytes:
     info = call.info
     assert info is not None
-    head = json.dumps({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
-                       "created": int(time.time()), "model": info.response_model}, ensure_ascii=False)
-    return b"data: " + head[:-1].encode()
+    head = encode_json({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
+                        "created": int(time.time()), "model": info.response_model})
+    return b"data: " + head[:-1]
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -190,8 +189,8 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
                 continue
             delta = _delta(piece, first)
             first = False
-            finish = b"null" if piece.finish_reason is None else json.dumps(piece.finish_reason).encode()
-            await response.write(prefix + b',"choices":[{"index":0,"delta":' + _encode_json(delta).encode()
+            finish = b"null" if piece.finish_reason is None else encode_json(piece.finish_reason)
+            await response.write(prefix + b',"choices":[{"index":0,"delta":' + encode_json(delta)
                                  + b',"logprobs":null,"finish_reason":' + finish + b"}]}\n\n")
         checks = call.checks
         if checks is not None:
@@ -214,14 +213,10 @@ async def _stream(request: web.Request, call: ChatCall, *, include_usage: bool) 
     if include_usage:
         outcome = call.compute_outcome("ok" if call.outcome is None else call.outcome.status)
         await response.write(prefix + b',"choices":[],"usage":'
-                             + json.dumps(outcome.usage.to_openai(outcome.cost_usd)).encode() + b"}\n\n")
+                             + encode_json(outcome.usage.to_openai(outcome.cost_usd)) + b"}\n\n")
     await response.write(DONE)
     await response.write_eof()
     return response
-
-
-#: ``json.dumps(value, ensure_ascii=False)`` without building an encoder for every chunk (half its cost); stateless
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _delta(piece: Piece, first: bool) -> dict[str, Any]:
@@ -270,7 +265,7 @@ async def _complete(call: ChatCall) -> web.Response:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
         "usage": outcome.usage.to_openai(outcome.cost_usd),
     }
-    return web.Response(body=json.dumps(body, ensure_ascii=False).encode(), content_type="application/json",
+    return web.Response(body=encode_json(body), content_type="application/json",
                         headers=outcome_headers(outcome, checks.notes if checks is not None else []))
 
 

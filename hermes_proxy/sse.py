@@ -31,15 +31,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_comment", "encode_event", "encode_sse"]
+import orjson
+
+# A JSONEncoder holds only its (never changed) options: a constant, not state.
+_WIDE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+__all__ = ["DONE", "SSEDecoder", "SSEEvent", "encode_comment", "encode_event", "encode_json", "encode_sse"]
 
 #: The OpenAI end-of-stream marker.
 DONE: bytes = b"data: [DONE]\n\n"
 #: an SSE comment: keeps a quiet stream (hidden reasoning) open through proxies and load balancers
 KEEPALIVE: bytes = b": keep-alive\n\n"
-
-# Compact JSON, non-ASCII kept as UTF-8. A JSONEncoder holds only its (never changed) options: a constant, not state.
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(slots=True)
@@ -150,9 +152,19 @@ class SSEDecoder:
 # --- encoders -----------------------------------------------------------------------------------------------------
 
 
+def encode_json(value: Any) -> bytes:
+    """Compact JSON, non-ASCII kept as UTF-8: every body and event the proxy sends. orjson encodes a chunk's delta in
+    a tenth of ``json.dumps``'s time; NaN and infinities, which JSON lacks, come out as null. What it refuses (an
+    integer past 64 bits, which a client may send and we pass on) goes through ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _WIDE_JSON.encode(value).encode()
+
+
 def encode_event(obj: Mapping[str, Any]) -> bytes:
     """``data: <compact JSON>\\n\\n`` in UTF-8. JSON escapes newlines, so one ``data:`` line always suffices."""
-    return b"data: " + _JSON.encode(obj if isinstance(obj, dict) else dict(obj)).encode() + b"\n\n"
+    return b"data: " + encode_json(obj if isinstance(obj, dict) else dict(obj)) + b"\n\n"
 
 
 def encode_comment(text: str = "") -> bytes:

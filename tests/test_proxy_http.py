@@ -110,6 +110,16 @@ async def test_client_sampling_wins_over_defaults(proxy: ProxyFactory) -> None:
     assert "stream_options" not in sent  # never on a non-streaming request
 
 
+async def test_an_integer_past_64_bits_in_a_request_reaches_the_upstream_exactly(proxy: ProxyFactory) -> None:
+    """The proxy encodes with orjson, which refuses such integers; the client's request still goes through intact."""
+    script = Script(dialect="vllm")
+    p = await proxy(script)
+    answer = await p.sdk().chat.completions.create(model="hermes-4-405b", messages=HELLO, seed=2**70,
+                                                   stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in answer if c.choices]) == ANSWER
+    assert script.requests[0]["seed"] == 2**70
+
+
 async def test_native_tools_pass_through_and_tool_calls_come_back(proxy: ProxyFactory) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}
     script = Script(dialect="vllm", tool_call=call)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from hermes_proxy.config import UpstreamConfig
 from hermes_proxy.errors import (
@@ -25,7 +26,7 @@ from hermes_proxy.errors import (
     UpstreamUnavailable,
 )
 from hermes_proxy.retry_after import parse_retry_after
-from hermes_proxy.sse import SSEDecoder
+from hermes_proxy.sse import SSEDecoder, encode_json
 from hermes_proxy.upstreams.base import Chunk, message_to_chunk
 from hermes_proxy.upstreams.dialect import Dialect
 
@@ -67,7 +68,7 @@ class OpenAICompatibleUpstream:
         return self._session
 
     async def chat(self, payload: dict[str, Any], *, stream: bool) -> AsyncIterator[Chunk]:
-        body = json.dumps(self.dialect.request_body(payload, stream=stream), ensure_ascii=False).encode()
+        body = encode_json(self.dialect.request_body(payload, stream=stream))
         try:
             response = await self._client().post(self._chat_url, data=body)
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -122,7 +123,7 @@ class OpenAICompatibleUpstream:
         if data.strip() == "[DONE]":
             return None
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError:
             raise self._stream_error(started, "sent an event that is not JSON") from None
         if not isinstance(chunk, dict):
@@ -146,7 +147,7 @@ class OpenAICompatibleUpstream:
         except aiohttp.ClientError:
             raise UpstreamUnavailable(self.name, "connection lost before the response was complete") from None
         try:
-            body = json.loads(raw)
+            body = orjson.loads(raw)
         except ValueError:
             raise UpstreamRejected(self.name, "answered with a body that is not JSON") from None
         if not isinstance(body, dict):
@@ -163,7 +164,7 @@ class OpenAICompatibleUpstream:
         except (TimeoutError, aiohttp.ClientError):
             raw = b""
         try:
-            message, _ = _error_message(json.loads(raw))
+            message, _ = _error_message(orjson.loads(raw))
         except ValueError:
             message = raw[:MAX_ERROR_BODY].decode("utf-8", "replace").strip() or (response.reason or "")
         message = f"HTTP {status}: {self._scrub(message)}"
