@@ -1,4 +1,5 @@
-"""The SQLite ledger: wires the worker thread, group admission and group commit to the :class:`Ledger` protocol."""
+"""The SQLite ledger: wires the connection (on the event loop or its worker thread), group admission and group commit to
+the :class:`Ledger` protocol."""
 
 from __future__ import annotations
 

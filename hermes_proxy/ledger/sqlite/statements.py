@@ -1,5 +1,5 @@
-"""What the SQLite ledger runs on its worker thread: each function takes the connection first; writes are one
-``BEGIN IMMEDIATE`` transaction each.
+"""What the SQLite ledger runs on its connection: each function takes the connection first; writes are one
+``BEGIN IMMEDIATE`` transaction each (so one that SQLite refused as busy wrote nothing and can run again).
 
 Money is stored as integer nano-dollars, time as integer microseconds since the epoch (UTC) (:data:`CODEC`); the
 statements shared with PostgreSQL come from :mod:`hermes_proxy.ledger.queries`.
