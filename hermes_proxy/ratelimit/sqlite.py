@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hermes_proxy.ledger import sqlite_path
-from hermes_proxy.ledger.sqlite.worker import set_wal, write
+from hermes_proxy.ledger.sqlite.worker import patiently, set_wal, write
 from hermes_proxy.ratelimit.base import (
     ALLOWED,
     WINDOW_S,
@@ -223,8 +223,9 @@ class SQLiteRateLimiter:
             conn.execute("PRAGMA synchronous = NORMAL")
             for statement in SCHEMA:
                 conn.execute(statement)
+            conn.execute("PRAGMA busy_timeout = 0")  # waiting for the lock: patiently, below
             self._conn = conn
-        return fn(self._conn, *args)
+        return patiently(self._conn, fn, args, within_s=BUSY_TIMEOUT_MS / 1000)
 
     def _close_connection(self) -> None:
         if self._conn is not None:

@@ -43,6 +43,9 @@ from policies.budget import now_utc
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: first and longest pause between two tries of a transaction another process keeps waiting (:func:`patiently`)
+BUSY_PAUSE_S = 0.0002
+BUSY_PAUSE_MAX_S = 0.004
 #: operations between two checkpoints of the WAL (SQLite's own default checkpoints every 1,000 pages: 100 to 300 of
 #: our commits, by how many requests each groups)
 CHECKPOINT_EVERY = 512
@@ -115,7 +118,7 @@ class SQLiteWorker:
         handler, and it is run again on the thread after SQLite answered busy (which rolled it back)."""
         conn = self._conn
         if conn is None or self._on_thread or self._executor is None:
-            return await self.run(fn, *args)
+            return await self.run(self._patiently, fn, *args)
         try:
             result = fn(conn, *args)
         except sqlite3.OperationalError as exc:
@@ -126,7 +129,7 @@ class SQLiteWorker:
         else:
             self._count_operation()
             return result
-        return await self.run(fn, *args)
+        return await self.run(self._patiently, fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         conn = self._conn
@@ -137,6 +140,10 @@ class SQLiteWorker:
             return fn(conn, *args)
         finally:
             conn.execute("PRAGMA busy_timeout = 0")
+
+    def _patiently(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        conn.execute("PRAGMA busy_timeout = 0")
+        return patiently(conn, fn, args, within_s=self._busy_timeout_ms / 1000)
 
     def _thread_done(self, _: Future[Any] | None) -> None:
         with self._on_thread_lock:
@@ -213,6 +220,24 @@ class SQLiteWorker:
 
 def checkpoint_wal(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # waits for no reader or writer
+
+
+def patiently(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...], *, within_s: float) -> T:
+    """``fn(conn, *args)``, one transaction, on a connection with no busy handler, tried again every fraction of a
+    millisecond while another process holds the write lock, for up to ``within_s``; blocks, so on a worker thread.
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, far longer than another worker holds
+    the lock for one of our transactions, so a waiter that sleeps that long keeps missing the moments it is free
+    (two serve workers on one SQLite file: p99 240-390 ms with it, 134-142 ms with this)."""
+    deadline = time.monotonic() + within_s
+    pause = BUSY_PAUSE_S
+    while True:
+        try:
+            return fn(conn, *args)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, BUSY_PAUSE_MAX_S)
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:
