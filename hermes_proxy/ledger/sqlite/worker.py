@@ -49,6 +49,9 @@ BUSY_PAUSE_MAX_S = 0.004
 #: operations between two checkpoints of the WAL (SQLite's own default checkpoints every 1,000 pages: 100 to 300 of
 #: our commits, by how many requests each groups)
 CHECKPOINT_EVERY = 512
+#: past this many frames (64 MB at 4 KB pages) the WAL is made to start over, which stops the request path's
+#: transactions for one checkpoint with the connection to itself (15-35 ms here); below it, checkpoints run beside them
+WAL_RESTART_FRAMES = 16_384
 
 
 class SQLiteWorker:
@@ -158,22 +161,23 @@ class SQLiteWorker:
 
     async def _checkpoint(self) -> None:
         """Copy the WAL back into the file, which waits for the disk, on the thread. The connection the loop uses has
-        automatic checkpoints off (one would run on the loop after a commit). First on a second connection, beside the
-        loop's writes: that copies most frames. Then on the connection itself, the thread having it to itself (requests
-        wait for it there) while it copies the frames written meanwhile, so that the next write starts the WAL over
-        instead of growing it."""
+        automatic checkpoints off (one would run on the loop after a commit). On a second connection, beside the loop's
+        writes. The WAL starts over only when a write finds every frame copied, which steady traffic may never allow;
+        so once it holds WAL_RESTART_FRAMES, one more checkpoint runs on the connection itself, the thread having it to
+        itself (requests wait for it there), and the next write starts the WAL over."""
         executor = self._executor
         if executor is None:
             return
-        await asyncio.wrap_future(executor.submit(self._checkpoint_beside))
-        await self.run(checkpoint_wal)
+        frames = await asyncio.wrap_future(executor.submit(self._checkpoint_beside))
+        if frames >= WAL_RESTART_FRAMES:
+            await self.run(checkpoint_wal)
 
-    def _checkpoint_beside(self) -> None:
+    def _checkpoint_beside(self) -> int:
         if self._conn is None:
-            return
+            return 0
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self.path, isolation_level=None, timeout=0)
-        checkpoint_wal(self._checkpointer)
+        return checkpoint_wal(self._checkpointer)
 
     def _checkpoint_done(self, done: asyncio.Future[None]) -> None:
         self._checkpoints = None
@@ -218,8 +222,10 @@ class SQLiteWorker:
             conn.close()  # the last connection to close checkpoints the WAL and removes it
 
 
-def checkpoint_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # waits for no reader or writer
+def checkpoint_wal(conn: sqlite3.Connection) -> int:
+    """A checkpoint that waits for no reader or writer; returns how many frames the WAL holds."""
+    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
 
 
 def patiently(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...], *, within_s: float) -> T:
