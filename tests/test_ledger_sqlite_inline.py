@@ -8,14 +8,18 @@ import os
 import sqlite3
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from hermes_proxy.ledger.base import RequestRecord
+from hermes_proxy.ledger.measure import sqlite_placeholders
+from hermes_proxy.ledger.queries import INSERT_HOLD, hold_values
+from hermes_proxy.ledger.records import HoldInfo, new_hold
 from hermes_proxy.ledger.sqlite import SQLiteLedger, worker
+from hermes_proxy.ledger.sqlite.statements import CODEC
 from policies.types import BudgetRule, TeamPolicy
 
 TEAM = TeamPolicy(name="acme", budgets=(BudgetRule("total", Decimal("10000")),))
@@ -117,3 +121,64 @@ async def test_the_write_ahead_log_starts_over_while_requests_run(tmp_path: Path
     finally:
         await ledger.close()
     assert wal < 12e6, f"the WAL grew to {wal / 1e6:.1f} MB over {requests} requests"
+
+
+async def test_the_write_ahead_log_starts_over_while_two_workers_write_steadily(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two ledgers on one file (two serve workers): the other's writes always leave a frame to copy, so only a
+    checkpoint that keeps every writer out lets the WAL start over (with checkpoints that do not, it passed 200 MB in
+    6 s here)."""
+    monkeypatch.setattr(worker, "CHECKPOINT_EVERY", 64)
+    monkeypatch.setattr(worker, "WAL_RESTART_FRAMES", 500)
+    path = tmp_path / "ledger.sqlite3"
+    first, second = SQLiteLedger(path), SQLiteLedger(path)
+    await first.start()
+    await second.start()
+    stop = time.monotonic() + 4
+    settled = 0
+
+    async def client(ledger: SQLiteLedger) -> None:
+        nonlocal settled
+        while time.monotonic() < stop:
+            admission = await ledger.reserve(TEAM, None, Decimal("0.001"))
+            await ledger.settle(admission.hold, _record(datetime.now(UTC)))
+            settled += 1
+
+    try:
+        await asyncio.gather(*(client(ledger) for ledger in (first, second) for _ in range(10)))
+        wal = await asyncio.to_thread(os.path.getsize, f"{path}-wal")
+        assert len(await first.requests(team=TEAM.name, limit=100_000)) == settled
+    finally:
+        await first.close()
+        await second.close()
+    assert wal < 30e6, f"the WAL grew to {wal / 1e6:.0f} MB over {settled} requests, with a restart at 2 MB"
+
+
+async def test_an_admission_that_must_bill_many_expired_holds_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    """A crashed worker's 10,000 streams leave their holds in the file; the next admission of that team bills them all
+    first (so the budget counts them) on the ledger's thread, not on the loop."""
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    now = [started]
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SQLiteLedger(path, reservation_ttl_s=60, clock=lambda: now[0])
+    await ledger.start()
+    try:
+        await ledger.reserve(TEAM, None, Decimal("0.001"))  # the first batch also purges every team, on the thread
+        crashed = sqlite3.connect(path)  # the other worker, before it died
+        crashed.executemany(sqlite_placeholders(INSERT_HOLD), [hold_values(new_hold(
+            TEAM, None, Decimal("0.001"), started, timedelta(seconds=60),
+            HoldInfo(uuid.uuid4().hex, None, "hermes-4-405b", "fake:Hermes-4-405B", False, started), None),
+            started, CODEC) for _ in range(10_000)])
+        crashed.commit()
+        crashed.close()
+        now[0] = started + timedelta(seconds=120)  # past their TTL, before the next purge of every team
+        admission = asyncio.ensure_future(ledger.reserve(TEAM, None, Decimal("0.001")))
+        longest_gap = await _ticks_while(admission)
+        await admission
+        audit = await ledger.audit()
+        assert audit["requests"][TEAM.name][1] == 10_000  # each expired stream billed once, as an estimate
+        assert audit["holds"][0] == 1  # the last admission's; the first one's expired too (no info: dropped)
+    finally:
+        await ledger.close()
+    assert longest_gap < 0.05, f"one admission stalled the event loop {longest_gap * 1000:.0f} ms billing expired holds"

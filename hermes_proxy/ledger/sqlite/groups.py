@@ -15,18 +15,21 @@ from decimal import Decimal
 from typing import Any
 
 from hermes_proxy.errors import LedgerUnavailable
+from hermes_proxy.ledger.amounts import to_micros
 from hermes_proxy.ledger.batching import GroupCommit, Settle, deliver_admissions
 from hermes_proxy.ledger.batching import resolve as shared_resolve
 from hermes_proxy.ledger.protocol import Clock
 from hermes_proxy.ledger.queries import PURGE_EVERY
 from hermes_proxy.ledger.records import Admission, Hold, KeyRecord, RequestRecord
 from hermes_proxy.ledger.spans import Span
-from hermes_proxy.ledger.sqlite.statements import reserve_batch, settle_batch
+from hermes_proxy.ledger.sqlite.statements import many_expired_holds, reserve_batch, settle_batch
 from hermes_proxy.ledger.sqlite.worker import SQLiteWorker
 from policies.types import TeamPolicy
 
 #: runs ``fn(conn, *args)`` on the connection (:meth:`SQLiteWorker.run_here`)
 Runner = Callable[..., Awaitable[Any]]
+#: a team with more expired holds than this to bill has its admissions decided on the worker thread
+LOOP_EXPIRED_HOLDS = 64
 
 
 class GroupAdmission:
@@ -62,7 +65,7 @@ class GroupAdmission:
             if purge:
                 self._next_purge = moment + PURGE_EVERY
             try:
-                run = self._worker.run if purge else self._worker.run_here
+                run = self._worker.run if purge or await self._unbounded(batch) else self._worker.run_here
                 results = await run(reserve_batch, [item[:6] for item in batch], purge)
             except asyncio.CancelledError as exc:
                 for item in batch + self._pending:
@@ -73,6 +76,18 @@ class GroupAdmission:
                     resolve(item[6], exc)
                 continue
             deliver_admissions([item[6] for item in batch], results, self._release, self._background)
+
+
+    async def _unbounded(self, batch: list[Any]) -> bool:
+        """Whether deciding ``batch`` could take longer than the event loop should wait: a budget window with a
+        partial-hour edge (a zone whose offset is not whole hours) sums raw request rows, as many as that hour holds;
+        a team with many expired holds (a crashed worker's streams) bills them all first."""
+        if any(span.edges for item in batch for span in item[4]):
+            return True
+        teams: dict[str, int] = {}
+        for policy, _, _, moment, _, _, _ in batch:
+            teams[policy.name] = max(teams.get(policy.name, 0), to_micros(moment))
+        return bool(await self._worker.run_here(many_expired_holds, teams, LOOP_EXPIRED_HOLDS))
 
 
 def group_commit(run: Runner, clock: Clock) -> GroupCommit:

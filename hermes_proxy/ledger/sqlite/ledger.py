@@ -93,7 +93,9 @@ class SQLiteLedger(LedgerBackend):
     async def _measure(
         self, team: str, spans: tuple[Span, ...], key: KeyRecord | None, now: datetime
     ) -> tuple[list[Decimal], Decimal, KeyState | None]:
-        return await self._worker.run_here(statements.measure, team, spans, key, now)
+        # a window with a partial-hour edge sums that hour's raw rows: on the thread, not the event loop
+        run = self._worker.run if any(span.edges for span in spans) else self._worker.run_here
+        return await run(statements.measure, team, spans, key, now)
 
     # --- keys --------------------------------------------------------------------------------------------------------
 

@@ -102,6 +102,17 @@ def reserve_batch(
     return results
 
 
+def many_expired_holds(conn: sqlite3.Connection, teams: dict[str, int], limit: int) -> bool:
+    """Whether one of ``teams`` (name -> now, microseconds) has more than ``limit`` expired holds to bill."""
+    for team, now in teams.items():
+        (count,) = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM holds WHERE team = ? AND expires_at <= ? LIMIT ?)",
+            (team, now, limit + 1)).fetchone()
+        if count > limit:
+            return True
+    return False
+
+
 def learned_factor(conn: sqlite3.Connection, price_keys: tuple[str, ...]) -> Decimal:
     """The highest learned factor of ``price_keys``, at least 1."""
     if not price_keys:

@@ -50,8 +50,11 @@ BUSY_PAUSE_MAX_S = 0.004
 #: our commits, by how many requests each groups)
 CHECKPOINT_EVERY = 512
 #: past this many frames (64 MB at 4 KB pages) the WAL is made to start over, which stops the request path's
-#: transactions for one checkpoint with the connection to itself (15-35 ms here); below it, checkpoints run beside them
+#: transactions, in this process and the others on the file, for one checkpoint (15-35 ms here); below it, checkpoints
+#: run beside them
 WAL_RESTART_FRAMES = 16_384
+#: how long that checkpoint waits for other processes' writers and readers before leaving it to the next one
+RESTART_WAIT_MS = 250
 
 
 class SQLiteWorker:
@@ -163,14 +166,15 @@ class SQLiteWorker:
         """Copy the WAL back into the file, which waits for the disk, on the thread. The connection the loop uses has
         automatic checkpoints off (one would run on the loop after a commit). On a second connection, beside the loop's
         writes. The WAL starts over only when a write finds every frame copied, which steady traffic may never allow;
-        so once it holds WAL_RESTART_FRAMES, one more checkpoint runs on the connection itself, the thread having it to
-        itself (requests wait for it there), and the next write starts the WAL over."""
+        so once it holds WAL_RESTART_FRAMES, a RESTART checkpoint runs on the connection itself, the thread having it to
+        itself (requests wait for it there): it keeps every process's writers out until every frame is copied, so the
+        next write starts the WAL over even while other workers write steadily."""
         executor = self._executor
         if executor is None:
             return
         frames = await asyncio.wrap_future(executor.submit(self._checkpoint_beside))
         if frames >= WAL_RESTART_FRAMES:
-            await self.run(checkpoint_wal)
+            await self.run(restart_wal)
 
     def _checkpoint_beside(self) -> int:
         if self._conn is None:
@@ -226,6 +230,13 @@ def checkpoint_wal(conn: sqlite3.Connection) -> int:
     """A checkpoint that waits for no reader or writer; returns how many frames the WAL holds."""
     _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return int(frames)
+
+
+def restart_wal(conn: sqlite3.Connection) -> None:
+    """A checkpoint that copies every frame and leaves the WAL to start over at the next write, waiting up to
+    RESTART_WAIT_MS for other connections' writers and readers (it gives up quietly; the next one tries again)."""
+    conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
 
 def patiently(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...], *, within_s: float) -> T:
