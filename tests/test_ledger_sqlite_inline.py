@@ -156,8 +156,9 @@ async def test_the_write_ahead_log_starts_over_while_two_workers_write_steadily(
 
 
 async def test_an_admission_that_must_bill_many_expired_holds_does_not_stall_the_event_loop(tmp_path: Path) -> None:
-    """A crashed worker's 10,000 streams leave their holds in the file; the next admission of that team bills them all
-    first (so the budget counts them) on the ledger's thread, not on the loop."""
+    """A crashed worker's 20,000 streams leave their holds in the file; the next admission of that team bills them all
+    first (so the budget counts them) on the ledger's thread, not on the loop. Billing them on the loop stalled it
+    1.9 s here; on the thread, its Python work still competes for the GIL (the loop's longest gap about 0.2 s)."""
     started = datetime(2026, 1, 1, tzinfo=UTC)
     now = [started]
     path = tmp_path / "ledger.sqlite3"
@@ -169,7 +170,7 @@ async def test_an_admission_that_must_bill_many_expired_holds_does_not_stall_the
         crashed.executemany(sqlite_placeholders(INSERT_HOLD), [hold_values(new_hold(
             TEAM, None, Decimal("0.001"), started, timedelta(seconds=60),
             HoldInfo(uuid.uuid4().hex, None, "hermes-4-405b", "fake:Hermes-4-405B", False, started), None),
-            started, CODEC) for _ in range(10_000)])
+            started, CODEC) for _ in range(20_000)])
         crashed.commit()
         crashed.close()
         now[0] = started + timedelta(seconds=120)  # past their TTL, before the next purge of every team
@@ -177,8 +178,8 @@ async def test_an_admission_that_must_bill_many_expired_holds_does_not_stall_the
         longest_gap = await _ticks_while(admission)
         await admission
         audit = await ledger.audit()
-        assert audit["requests"][TEAM.name][1] == 10_000  # each expired stream billed once, as an estimate
+        assert audit["requests"][TEAM.name][1] == 20_000  # each expired stream billed once, as an estimate
         assert audit["holds"][0] == 1  # the last admission's; the first one's expired too (no info: dropped)
     finally:
         await ledger.close()
-    assert longest_gap < 0.05, f"one admission stalled the event loop {longest_gap * 1000:.0f} ms billing expired holds"
+    assert longest_gap < 0.5, f"one admission stalled the event loop {longest_gap * 1000:.0f} ms billing expired holds"
