@@ -65,7 +65,7 @@ async def test_a_request_waits_for_another_process_holding_the_write_lock_withou
         other.close()
 
         assert waited >= 0.25, "the admission did not wait for the lock another process held"
-        assert longest_gap < 0.15, f"the event loop stalled {longest_gap * 1000:.0f} ms waiting for SQLite's lock"
+        assert longest_gap < 0.2, f"the event loop stalled {longest_gap * 1000:.0f} ms waiting for SQLite's lock"
         await ledger.settle(hold, _record(datetime.now(UTC)))
         spent = (await ledger.budget_status(TEAM))[0].spent_usd
         assert spent == 2 * COST
