@@ -30,6 +30,9 @@ from policies.types import TeamPolicy
 Runner = Callable[..., Awaitable[Any]]
 #: a team with more expired holds than this to bill has its admissions decided on the worker thread
 LOOP_EXPIRED_HOLDS = 64
+#: a reservation waiting for its batch: what ``reserve_batch`` decides it from, and the caller's future
+Waiting = tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...], tuple[str, ...],
+                "asyncio.Future[Admission]"]
 
 
 class GroupAdmission:
@@ -41,8 +44,7 @@ class GroupAdmission:
     def __init__(self, worker: SQLiteWorker, release: Callable[[Hold], Awaitable[None]]) -> None:
         self._worker = worker
         self._release = release
-        self._pending: list[tuple[TeamPolicy, KeyRecord | None, Hold, datetime, tuple[Span, ...], tuple[str, ...],
-                                  asyncio.Future[Admission]]] = []
+        self._pending: list[Waiting] = []
         self._flusher: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._next_purge: datetime | None = None
@@ -77,8 +79,7 @@ class GroupAdmission:
                 continue
             deliver_admissions([item[6] for item in batch], results, self._release, self._background)
 
-
-    async def _unbounded(self, batch: list[Any]) -> bool:
+    async def _unbounded(self, batch: list[Waiting]) -> bool:
         """Whether deciding ``batch`` could take longer than the event loop should wait: a budget window with a
         partial-hour edge (a zone whose offset is not whole hours) sums raw request rows, as many as that hour holds;
         a team with many expired holds (a crashed worker's streams) bills them all first."""
