@@ -9,7 +9,7 @@ from collections import deque
 from typing import Any
 
 from hermes_proxy.ratelimit.base import ALLOWED, WINDOW_S, RateDecision, Ticket, decide
-from hermes_proxy.ratelimit.scopes import ForwardClock, Scope, ScopeState, scopes_for, window_state
+from hermes_proxy.ratelimit.scopes import ForwardClock, Scope, ScopeState, scopes_for, token_scopes, window_state
 from policies.types import TeamPolicy
 
 _SWEEP_EVERY = 4096
@@ -96,9 +96,7 @@ class InProcessRateLimiter:
 
     async def record_completion(self, team: TeamPolicy, key_id: str | None, tokens: int, *,
                                 now: float | None = None) -> None:
-        if tokens <= 0:
-            return
-        scopes = [scope for scope in scopes_for(team, key_id) if scope.tpm is not None]
+        scopes = token_scopes(team, key_id, tokens)
         if not scopes:
             return
         with self._lock:

@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from hermes_proxy.ratelimit.base import ALLOWED, WINDOW_S, RateDecision, RateLimiterUnavailable, Ticket, decide
-from hermes_proxy.ratelimit.scopes import Scope, ScopeState, scopes_for
+from hermes_proxy.ratelimit.scopes import Scope, ScopeState, scopes_for, token_scopes
 from hermes_proxy.retry_after import retry_after_seconds
 from policies.types import TeamPolicy
 
@@ -98,9 +98,7 @@ class RedisRateLimiter:
 
     async def record_completion(self, team: TeamPolicy, key_id: str | None, tokens: int, *,
                                 now: float | None = None) -> None:
-        if tokens <= 0:
-            return
-        scopes = [scope for scope in scopes_for(team, key_id) if scope.tpm is not None]
+        scopes = token_scopes(team, key_id, tokens)
         if not scopes or self._skipping():
             return
         keys: list[str] = []

@@ -44,6 +44,13 @@ def scopes_for(team: TeamPolicy, key_id: str | None) -> list[Scope]:
     return scopes
 
 
+def token_scopes(team: TeamPolicy, key_id: str | None, tokens: int) -> list[Scope]:
+    """The scopes a completion's ``tokens`` count against: those with a tokens-per-minute limit (none for no tokens)."""
+    if tokens <= 0:
+        return []
+    return [scope for scope in scopes_for(team, key_id) if scope.tpm is not None]
+
+
 @dataclass(slots=True)
 class ScopeState:
     """What one scope looks like after an admit (after counting if admitted, before if refused)."""

@@ -34,7 +34,7 @@ from hermes_proxy.ratelimit.base import (
     Ticket,
     decide,
 )
-from hermes_proxy.ratelimit.scopes import ForwardClock, Scope, ScopeState, scopes_for, window_state
+from hermes_proxy.ratelimit.scopes import ForwardClock, Scope, ScopeState, scopes_for, token_scopes, window_state
 from policies.types import TeamPolicy
 
 log = logging.getLogger("hermes_proxy.ratelimit")
@@ -99,9 +99,7 @@ class SQLiteRateLimiter:
 
     async def record_completion(self, team: TeamPolicy, key_id: str | None, tokens: int, *,
                                 now: float | None = None) -> None:
-        if tokens <= 0:
-            return
-        scopes = [scope for scope in scopes_for(team, key_id) if scope.tpm is not None]
+        scopes = token_scopes(team, key_id, tokens)
         if scopes:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._pending.append(("record", (scopes, now, tokens), done))
