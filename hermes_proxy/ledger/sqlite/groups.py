@@ -88,7 +88,7 @@ class GroupAdmission:
         teams: dict[str, int] = {}
         for policy, _, _, moment, _, _, _ in batch:
             teams[policy.name] = max(teams.get(policy.name, 0), to_micros(moment))
-        return bool(await self._worker.run_here(many_expired_holds, teams, LOOP_EXPIRED_HOLDS))
+        return await self._worker.run_here(many_expired_holds, teams, LOOP_EXPIRED_HOLDS)
 
 
 def group_commit(run: Runner, clock: Clock) -> GroupCommit:

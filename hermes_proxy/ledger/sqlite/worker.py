@@ -100,14 +100,18 @@ class SQLiteWorker:
         executor.shutdown(wait=True)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, *args)`` on the worker thread; SQLite errors become ``LedgerUnavailable``."""
+        """``fn(conn, *args)`` on the worker thread, waiting for SQLite's lock up to the busy timeout; SQLite errors
+        become ``LedgerUnavailable``."""
+        return await self._to_thread(self._call, fn, *args)
+
+    async def _to_thread(self, call: Callable[..., T], fn: Callable[..., Any], *args: Any) -> T:
         executor = self._executor
         if executor is None:
             raise LedgerUnavailable("the ledger is not started")
         with self._on_thread_lock:
             self._on_thread += 1
         try:
-            job = executor.submit(self._call, fn, *args)
+            job = executor.submit(call, fn, *args)
         except BaseException:
             self._thread_done(None)
             raise
@@ -124,7 +128,7 @@ class SQLiteWorker:
         handler, and it is run again on the thread after SQLite answered busy (which rolled it back)."""
         conn = self._conn
         if conn is None or self._on_thread or self._executor is None:
-            return await self.run(self._patiently, fn, *args)
+            return await self._to_thread(self._call_patiently, fn, *args)
         try:
             result = fn(conn, *args)
         except sqlite3.OperationalError as exc:
@@ -135,7 +139,7 @@ class SQLiteWorker:
         else:
             self._count_operation()
             return result
-        return await self.run(self._patiently, fn, *args)
+        return await self._to_thread(self._call_patiently, fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         conn = self._conn
@@ -147,9 +151,11 @@ class SQLiteWorker:
         finally:
             conn.execute("PRAGMA busy_timeout = 0")
 
-    def _patiently(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-        conn.execute("PRAGMA busy_timeout = 0")
-        return patiently(conn, fn, args, within_s=self._busy_timeout_ms / 1000)
+    def _call_patiently(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._conn
+        if conn is None:
+            raise LedgerUnavailable("the ledger is closed")
+        return patiently(conn, fn, args, within_s=self._busy_timeout_ms / 1000)  # the connection has no busy timeout
 
     def _thread_done(self, _: Future[Any] | None) -> None:
         with self._on_thread_lock:
