@@ -44,6 +44,15 @@ async def _ticks_while(work: asyncio.Future[object]) -> float:
     return longest
 
 
+def another_process_holds_the_write_lock(path: Path, for_s: float) -> sqlite3.Connection:
+    """A connection of "another worker" that takes SQLite's write lock now and commits ``for_s`` later, on the loop
+    (so a loop blocked waiting for the lock would never let it go)."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(for_s, other.execute, "COMMIT")
+    return other
+
+
 async def test_a_request_waits_for_another_process_holding_the_write_lock_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
@@ -54,9 +63,7 @@ async def test_a_request_waits_for_another_process_holding_the_write_lock_withou
         first = await ledger.reserve(TEAM, None, Decimal("1"))  # the first admission also bills expired holds
         await ledger.settle(first.hold, _record(datetime.now(UTC)))
 
-        other = sqlite3.connect(path, isolation_level=None)  # another worker process, mid-transaction
-        other.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+        other = another_process_holds_the_write_lock(path, 0.3)
         started = time.monotonic()
         admission = asyncio.ensure_future(ledger.reserve(TEAM, None, Decimal("1")))
         longest_gap = await _ticks_while(admission)
@@ -84,9 +91,7 @@ async def test_a_settle_blocked_by_another_process_is_committed_once_after_the_l
     await ledger.start()
     try:
         admissions = [await ledger.reserve(TEAM, None, Decimal("1")) for _ in range(3)]
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+        other = another_process_holds_the_write_lock(path, 0.2)
         await asyncio.gather(*(ledger.settle(a.hold, _record(datetime.now(UTC))) for a in admissions))
         other.close()
 
